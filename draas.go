@@ -249,6 +249,23 @@ type Flusher interface {
 	Flush(ctx context.Context) error
 }
 
+// ResumableSink is a [VolumeSink] that can describe what it has written so
+// far, so that a copy killed half-way continues into the same target: the
+// copier saves ResumeState with its checkpoint (after a flush), and the
+// sink's package offers a constructor that takes the state back. The state
+// covers at least every block whose WriteBlock returned before the call.
+//
+// Target names what the sink writes (a snapshot ID, a point and disk, a
+// volume ID): the same for a sink and a sink resumed from its state, and
+// different for any other target. The copier applies a checkpoint only to a
+// sink with the Target it recorded, so blocks recorded as done are never
+// skipped on a new, empty target.
+type ResumableSink interface {
+	VolumeSink
+	ResumeState() ([]byte, error)
+	Target() string
+}
+
 // VerifiableSink is a [VolumeSink] whose committed result can be read back,
 // for the copier's verify pass. Committed is called only after Commit
 // returned nil.
@@ -259,6 +276,13 @@ type VerifiableSink interface {
 
 // Wrapper is implemented by wrappers (retry, rate limit, metrics) around a
 // source or sink, so that helpers can find capabilities of the wrapped value.
+//
+// [As] returns the outermost value in the chain that has a capability. A
+// wrapper that intercepts data (faults, rate limits, metrics) therefore
+// implements the data-path capabilities it wraps ([ChecksumSource.ReadBlock],
+// [Flusher], [VerifiableSink]) itself, or they would bypass it; metadata
+// capabilities ([ExtentSource], [ChangeTracker], [ZeroWriteSink]) are safely
+// found on the inner value.
 type Wrapper interface {
 	Unwrap() any
 }
