@@ -353,6 +353,9 @@ const (
 	TagChecksum      = "draas:checksum"
 	TagDrill         = "draas:drill"
 	TagRole          = "draas:role"
+	TagPointTime     = "draas:point-time"
+	TagSize          = "draas:size"
+	TagComplete      = "draas:complete"
 )
 
 // VM is a protected virtual machine as the plan knows it.
@@ -392,15 +395,67 @@ type RecoveryPoint struct {
 
 // DRCopy is one disk's DR copy: an EBS snapshot made from a recovery point.
 // A VM's DR copy is the set of its disks' DRCopy values with the same
-// RecoveryPoint; the set is complete or absent.
+// RecoveryPoint; the set is complete (every member Complete) or it does not
+// count.
 type DRCopy struct {
 	VM            string    `json:"vm"`
 	Plan          string    `json:"plan"`
 	Disk          string    `json:"disk"`
 	RecoveryPoint string    `json:"recoveryPoint"`
+	PointTime     time.Time `json:"pointTime"`
 	SnapshotID    string    `json:"snapshotId"`
-	Size          int64     `json:"size"`
-	Created       time.Time `json:"created"`
+	// Parent is the snapshot the copy is incremental on, if any.
+	Parent string `json:"parent,omitempty"`
+	// Size is the disk's size in bytes (the snapshot holds whole GiB).
+	Size    int64     `json:"size"`
+	Created time.Time `json:"created"`
+	// State is the snapshot's state: "pending", "completed" or "error".
+	State string `json:"state"`
+	// Complete is set once the whole set was copied and verified.
+	Complete bool `json:"complete"`
+	// Checksum summarises the blocks the copy wrote, for audits.
+	Checksum string `json:"checksum,omitempty"`
+}
+
+// CopyRequest asks a [CopyStore] for a new DR copy of one disk.
+type CopyRequest struct {
+	Plan, VM, Disk, RecoveryPoint string
+	PointTime                     time.Time
+	// Size of the disk in bytes.
+	Size int64
+	// Parent, when set, is the snapshot of the previous DR copy of this
+	// disk: the new copy starts as its content, so only changed blocks (zero
+	// ones included) need writing.
+	Parent string
+	// ClientToken makes creating the copy idempotent within one attempt.
+	ClientToken string
+}
+
+// SnapshotSink is a [VolumeSink] whose committed result is a snapshot.
+// SnapshotID returns its ID once known (before Commit for the EBS direct
+// APIs, after Commit for the volume path).
+type SnapshotSink interface {
+	VolumeSink
+	SnapshotID() string
+}
+
+// CopyStore keeps DR copies: EBS snapshots found by their tags, so that no
+// other database is needed. Implementations tag every copy with the
+// request's plan, VM, disk, recovery point and time when they create it.
+type CopyStore interface {
+	// Copies lists the DR copies of a VM in a plan in any state, oldest
+	// first.
+	Copies(ctx context.Context, plan, vm string) ([]DRCopy, error)
+	// NewCopy starts a DR copy and returns the sink that writes it.
+	NewCopy(ctx context.Context, req CopyRequest) (SnapshotSink, error)
+	// ResumeCopy continues a copy from the state its sink saved (see
+	// [ResumableSink]).
+	ResumeCopy(ctx context.Context, req CopyRequest, state []byte) (SnapshotSink, error)
+	// MarkComplete marks a set of copies, one per disk of a VM, complete,
+	// recording each one's checksum summary.
+	MarkComplete(ctx context.Context, copies []DRCopy) error
+	// DeleteCopy deletes a copy's snapshot; a missing one is not an error.
+	DeleteCopy(ctx context.Context, snapshotID string) error
 }
 
 // Plan is a DR plan: the VMs it protects and how often they are replicated.

@@ -44,7 +44,7 @@ func (f *faultSet) op(name string) *opFaults {
 }
 
 // Throttle makes the given fraction (0..1) of calls to op fail with the
-// service's throttling error (EBS ThrottlingException, EC2
+// service's throttling error (EBS RequestThrottledException, EC2
 // RequestLimitExceeded, Route53 Throttling). op "*" applies to every
 // operation. The choice is pseudo-random with a fixed seed, so runs repeat.
 func (s *Server) Throttle(op string, fraction float64) {

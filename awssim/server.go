@@ -51,6 +51,7 @@ type Server struct {
 	ids   map[string]int
 	snaps map[string]*snapshot
 	vols  map[string]*volume
+	ebs   ebsState     // ebs.go
 	ec2   ec2State     // ec2.go
 	r53   route53State // route53.go
 }

@@ -40,6 +40,12 @@ type snapshot struct {
 	timeout     time.Duration // EBS direct: pending longer than this ends in error
 	clientToken string
 	progress    string
+	// activity is when an EBS direct snapshot last started or took a block;
+	// its timeout counts from here.
+	activity time.Time
+	// startParams is the canonical form of an EBS direct StartSnapshot's
+	// parameters, ClientToken excluded, to tell a retry from a conflict.
+	startParams string
 
 	blocks map[int64]*block
 	// changed counts the blocks written by PutSnapshotBlock while pending.
@@ -62,6 +68,12 @@ type volume struct {
 	attachInstance string
 	attachDevice   string
 	attachState    string // attaching | attached | detaching | ""
+
+	// EC2 bookkeeping (ec2_volumes.go).
+	timer               stateTimer // creating, attaching, detaching
+	attachTime          time.Time
+	deleteOnTermination bool
+	iops, throughput    int64
 
 	blocks map[int64]*block
 }

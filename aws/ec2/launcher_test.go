@@ -1,0 +1,116 @@
+package ec2_test
+
+import (
+	"bytes"
+	"context"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	awsec2 "github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/opendraas/draas"
+	"github.com/opendraas/draas/aws/ec2"
+	"github.com/opendraas/draas/awssim"
+	"github.com/opendraas/draas/draastest"
+)
+
+type env struct {
+	srv    *awssim.Server
+	client *awsec2.Client
+	l      *ec2.Launcher
+	subnet string
+	az     string
+	image  string
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	srv, err := awssim.New(awssim.Options{})
+	require.NoError(t, err)
+	t.Cleanup(srv.Close)
+	client := awsec2.New(awsec2.Options{
+		Region:       "us-east-1",
+		BaseEndpoint: aws.String(srv.URL),
+		Credentials:  credentials.NewStaticCredentialsProvider("AKID", "SECRET", ""),
+	})
+	ctx := context.Background()
+	subnets, err := client.DescribeSubnets(ctx, &awsec2.DescribeSubnetsInput{})
+	require.NoError(t, err)
+	require.NotEmpty(t, subnets.Subnets, "the simulator has a default VPC with subnets")
+	images, err := client.DescribeImages(ctx, &awsec2.DescribeImagesInput{})
+	require.NoError(t, err)
+	require.NotEmpty(t, images.Images, "the simulator has a default image")
+	e := &env{
+		srv:    srv,
+		client: client,
+		subnet: aws.ToString(subnets.Subnets[0].SubnetId),
+		az:     aws.ToString(subnets.Subnets[0].AvailabilityZone),
+		image:  aws.ToString(images.Images[0].ImageId),
+	}
+	e.l = ec2.New(client, ec2.Options{
+		ImageID: e.image, SubnetID: e.subnet, AvailabilityZone: e.az, PollInterval: 10 * time.Millisecond,
+	})
+	return e
+}
+
+func TestLauncherConformance(t *testing.T) {
+	draastest.TestInstanceLauncher(t, func(t *testing.T) (draas.InstanceLauncher, string) {
+		e := newEnv(t)
+		snap, err := e.srv.SeedSnapshot(bytes.Repeat([]byte("draas"), 1000), nil)
+		require.NoError(t, err)
+		return e.l, snap
+	})
+}
+
+func TestLaunchSwapsInTheDRCopy(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	data := bytes.Repeat([]byte("root-disk "), 100000)
+	snap, err := e.srv.SeedSnapshot(data, map[string]string{draas.TagVM: "db"})
+	require.NoError(t, err)
+
+	vol, err := e.l.CreateVolume(ctx, draas.VolumeRequest{SnapshotID: snap, ClientToken: "db-root"})
+	require.NoError(t, err)
+	again, err := e.l.CreateVolume(ctx, draas.VolumeRequest{SnapshotID: snap, ClientToken: "db-root"})
+	require.NoError(t, err)
+	assert.Equal(t, vol, again, "the client token makes CreateVolume idempotent")
+
+	req := draas.LaunchRequest{Name: "db", InstanceType: "m5.large", RootVolumeID: vol, UserData: []byte("#!/bin/sh\necho hi\n"), ClientToken: "db-launch"}
+	inst, err := e.l.Launch(ctx, req)
+	require.NoError(t, err)
+	assert.Equal(t, "running", inst.State)
+	require.NotEmpty(t, inst.VolumeIDs)
+	assert.Equal(t, vol, inst.VolumeIDs[0], "the DR copy's volume is the root volume")
+	assert.NotEmpty(t, inst.PrivateIP)
+
+	// A resumed launch with the same token returns the same instance.
+	inst2, err := e.l.Launch(ctx, req)
+	require.NoError(t, err)
+	assert.Equal(t, inst.ID, inst2.ID)
+	out, err := e.client.DescribeInstances(ctx, &awsec2.DescribeInstancesInput{})
+	require.NoError(t, err)
+	n := 0
+	for _, r := range out.Reservations {
+		n += len(r.Instances)
+	}
+	assert.Equal(t, 1, n, "no duplicate instance")
+
+	// The root volume holds the DR copy's bytes.
+	got := make([]byte, len(data))
+	require.NoError(t, e.srv.ReadVolume(vol, 0, got))
+	assert.True(t, bytes.Equal(data, got))
+
+	shape, err := e.l.Shape(ctx, inst.ID)
+	require.NoError(t, err)
+	assert.Equal(t, 2, shape.CPUs)
+	assert.Equal(t, int64(8192), shape.MemoryMiB)
+	require.Len(t, shape.Disks, 1)
+	assert.Equal(t, int64(1<<30), shape.Disks[0].Size)
+
+	require.NoError(t, e.l.Terminate(ctx, inst.ID))
+	require.NoError(t, e.l.Terminate(ctx, inst.ID))
+}
