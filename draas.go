@@ -404,6 +404,9 @@ type DRCopy struct {
 	RecoveryPoint string    `json:"recoveryPoint"`
 	PointTime     time.Time `json:"pointTime"`
 	SnapshotID    string    `json:"snapshotId"`
+	// VolumeID is set instead of SnapshotID for a copy still being written
+	// through a volume (the proxy-volume path): it has no snapshot yet.
+	VolumeID string `json:"volumeId,omitempty"`
 	// Parent is the snapshot the copy is incremental on, if any.
 	Parent string `json:"parent,omitempty"`
 	// Size is the disk's size in bytes (the snapshot holds whole GiB).
@@ -415,6 +418,15 @@ type DRCopy struct {
 	Complete bool `json:"complete"`
 	// Checksum summarises the blocks the copy wrote, for audits.
 	Checksum string `json:"checksum,omitempty"`
+}
+
+// ID returns the copy's snapshot ID, or its volume ID while it has no
+// snapshot.
+func (c DRCopy) ID() string {
+	if c.SnapshotID != "" {
+		return c.SnapshotID
+	}
+	return c.VolumeID
 }
 
 // CopyRequest asks a [CopyStore] for a new DR copy of one disk.
@@ -444,7 +456,8 @@ type SnapshotSink interface {
 // request's plan, VM, disk, recovery point and time when they create it.
 type CopyStore interface {
 	// Copies lists the DR copies of a VM in a plan in any state, oldest
-	// first.
+	// first, including copies still being written (and those a killed
+	// process left behind).
 	Copies(ctx context.Context, plan, vm string) ([]DRCopy, error)
 	// NewCopy starts a DR copy and returns the sink that writes it.
 	NewCopy(ctx context.Context, req CopyRequest) (SnapshotSink, error)
@@ -452,10 +465,13 @@ type CopyStore interface {
 	// [ResumableSink]).
 	ResumeCopy(ctx context.Context, req CopyRequest, state []byte) (SnapshotSink, error)
 	// MarkComplete marks a set of copies, one per disk of a VM, complete,
-	// recording each one's checksum summary.
+	// recording each one's checksum summary, recovery point and point time
+	// (a complete copy may be moved to a newer point of identical content).
 	MarkComplete(ctx context.Context, copies []DRCopy) error
-	// DeleteCopy deletes a copy's snapshot; a missing one is not an error.
-	DeleteCopy(ctx context.Context, snapshotID string) error
+	// DeleteCopy deletes a copy by its ID (see [DRCopy.ID]): its snapshot,
+	// or the volume of a copy still being written. A missing one is not an
+	// error.
+	DeleteCopy(ctx context.Context, id string) error
 }
 
 // Plan is a DR plan: the VMs it protects and how often they are replicated.

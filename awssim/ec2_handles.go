@@ -216,3 +216,64 @@ func (s *Server) AvailabilityZones() []string {
 	sort.Strings(out)
 	return out
 }
+
+// VolumeDevice is a volume seen as the block device of the instance it is
+// attached to: what a program on a proxy instance writes when it writes
+// /dev/nvme1n1. It stands in for the device in tests of the volume data
+// path. Reads and writes fail once the volume is no longer attached.
+type VolumeDevice struct {
+	s  *Server
+	id string
+}
+
+// Device returns the block device of volume id, which must be attached to
+// an instance.
+func (s *Server) Device(id string) (*VolumeDevice, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v := s.vols[id]
+	if v == nil {
+		return nil, fmt.Errorf("awssim: no volume %s", id)
+	}
+	if v.attachInstance == "" {
+		return nil, fmt.Errorf("awssim: volume %s is not attached to an instance", id)
+	}
+	return &VolumeDevice{s: s, id: id}, nil
+}
+
+func (d *VolumeDevice) attached() error {
+	d.s.mu.Lock()
+	defer d.s.mu.Unlock()
+	if v := d.s.vols[d.id]; v == nil || v.attachInstance == "" {
+		return fmt.Errorf("awssim: volume %s is no longer attached", d.id)
+	}
+	return nil
+}
+
+// ReadAt reads the volume at off.
+func (d *VolumeDevice) ReadAt(p []byte, off int64) (int, error) {
+	if err := d.attached(); err != nil {
+		return 0, err
+	}
+	if err := d.s.ReadVolume(d.id, off, p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// WriteAt writes the volume at off.
+func (d *VolumeDevice) WriteAt(p []byte, off int64) (int, error) {
+	if err := d.attached(); err != nil {
+		return 0, err
+	}
+	if err := d.s.WriteVolume(d.id, off, p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// Sync does nothing: the simulator's writes are durable at once.
+func (d *VolumeDevice) Sync() error { return nil }
+
+// Close does nothing.
+func (d *VolumeDevice) Close() error { return nil }

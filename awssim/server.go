@@ -16,6 +16,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/johannesboyne/gofakes3"
+	"github.com/johannesboyne/gofakes3/backend/s3mem"
 )
 
 // Options configures a [Server]. The zero value is useful.
@@ -40,11 +43,16 @@ type Options struct {
 // Server is a running simulator. Its methods are safe for concurrent use.
 type Server struct {
 	// URL is the endpoint, "http://127.0.0.1:PORT", for every simulated
-	// service.
+	// service but S3.
 	URL string
+	// S3URL is the endpoint of the S3 simulator (gofakes3, in memory),
+	// which needs its own because S3's paths are bucket names. Clients use
+	// path-style addressing; buckets are created on first use.
+	S3URL string
 
 	opts   Options
 	srv    *httptest.Server
+	s3srv  *httptest.Server
 	faults faultSet
 
 	mu    sync.Mutex // guards everything below
@@ -86,11 +94,32 @@ func New(opts Options) (*Server, error) {
 	s.srv = &httptest.Server{Listener: ln, Config: &http.Server{Handler: s}}
 	s.srv.Start()
 	s.URL = s.srv.URL
+
+	s3ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		s.srv.Close()
+		return nil, err
+	}
+	faker := gofakes3.New(s3mem.New(s3mem.WithTimeSource(timeSource{opts.Now})),
+		gofakes3.WithAutoBucket(true), gofakes3.WithTimeSource(timeSource{opts.Now}), gofakes3.WithTimeSkewLimit(0),
+		gofakes3.WithLogger(gofakes3.DiscardLog()))
+	s.s3srv = &httptest.Server{Listener: s3ln, Config: &http.Server{Handler: faker.Server()}}
+	s.s3srv.Start()
+	s.S3URL = s.s3srv.URL
 	return s, nil
 }
 
+// timeSource gives gofakes3 the simulator's clock.
+type timeSource struct{ now func() time.Time }
+
+func (t timeSource) Now() time.Time                  { return t.now() }
+func (t timeSource) Since(u time.Time) time.Duration { return t.now().Sub(u) }
+
 // Close shuts the server down.
-func (s *Server) Close() { s.srv.Close() }
+func (s *Server) Close() {
+	s.srv.Close()
+	s.s3srv.Close()
+}
 
 // ServeHTTP dispatches a request to the simulated service by protocol:
 // Route53 is REST-XML under /2013-04-01/, the EBS direct APIs are REST-JSON

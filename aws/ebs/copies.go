@@ -132,24 +132,44 @@ func (c *Copies) ResumeCopy(ctx context.Context, req draas.CopyRequest, state []
 	return ResumeSink(ctx, c.ebs, state, c.opts.Sink)
 }
 
-// Copies lists the snapshots tagged with plan and vm, oldest first.
+// Copies lists the snapshots tagged with plan and vm, and the volumes of
+// copies still being written on the volume path, oldest first.
 func (c *Copies) Copies(ctx context.Context, plan, vm string) ([]draas.DRCopy, error) {
-	in := &awsec2.DescribeSnapshotsInput{
-		OwnerIds: []string{"self"},
-		Filters: []ec2types.Filter{
-			{Name: aws.String("tag:" + draas.TagPlan), Values: []string{plan}},
-			{Name: aws.String("tag:" + draas.TagVM), Values: []string{vm}},
-		},
+	filters := []ec2types.Filter{
+		{Name: aws.String("tag:" + draas.TagPlan), Values: []string{plan}},
+		{Name: aws.String("tag:" + draas.TagVM), Values: []string{vm}},
 	}
 	var out []draas.DRCopy
-	p := awsec2.NewDescribeSnapshotsPaginator(c.ec2, in)
+	p := awsec2.NewDescribeSnapshotsPaginator(c.ec2, &awsec2.DescribeSnapshotsInput{OwnerIds: []string{"self"}, Filters: filters})
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {
 			return nil, awserr.Wrap("DescribeSnapshots", plan+"/"+vm, err)
 		}
 		for _, s := range page.Snapshots {
-			out = append(out, toCopy(s))
+			out = append(out, toCopy(s.Tags, func(cp *draas.DRCopy) {
+				cp.SnapshotID = aws.ToString(s.SnapshotId)
+				cp.Size = int64(aws.ToInt32(s.VolumeSize)) << 30
+				cp.Created = aws.ToTime(s.StartTime)
+				cp.State = string(s.State)
+			}))
+		}
+	}
+	vf := append(filters, ec2types.Filter{Name: aws.String("tag:" + draas.TagRole), Values: []string{"replication-volume"}})
+	vp := awsec2.NewDescribeVolumesPaginator(c.ec2, &awsec2.DescribeVolumesInput{Filters: vf})
+	for vp.HasMorePages() {
+		page, err := vp.NextPage(ctx)
+		if err != nil {
+			return nil, awserr.Wrap("DescribeVolumes", plan+"/"+vm, err)
+		}
+		for _, v := range page.Volumes {
+			out = append(out, toCopy(v.Tags, func(cp *draas.DRCopy) {
+				cp.VolumeID = aws.ToString(v.VolumeId)
+				cp.Size = int64(aws.ToInt32(v.Size)) << 30
+				cp.Created = aws.ToTime(v.CreateTime)
+				cp.State = "writing"
+				cp.Complete = false
+			}))
 		}
 	}
 	slices.SortFunc(out, func(a, b draas.DRCopy) int {
@@ -159,14 +179,14 @@ func (c *Copies) Copies(ctx context.Context, plan, vm string) ([]draas.DRCopy, e
 		if c := a.Created.Compare(b.Created); c != 0 {
 			return c
 		}
-		return strings.Compare(a.SnapshotID, b.SnapshotID)
+		return strings.Compare(a.ID(), b.ID())
 	})
 	return out, nil
 }
 
-func toCopy(s ec2types.Snapshot) draas.DRCopy {
+func toCopy(ts []ec2types.Tag, set func(*draas.DRCopy)) draas.DRCopy {
 	tags := map[string]string{}
-	for _, t := range s.Tags {
+	for _, t := range ts {
 		tags[aws.ToString(t.Key)] = aws.ToString(t.Value)
 	}
 	c := draas.DRCopy{
@@ -174,28 +194,35 @@ func toCopy(s ec2types.Snapshot) draas.DRCopy {
 		Plan:          tags[draas.TagPlan],
 		Disk:          tags[draas.TagDisk],
 		RecoveryPoint: tags[draas.TagRecoveryPoint],
-		SnapshotID:    aws.ToString(s.SnapshotId),
-		Size:          int64(aws.ToInt32(s.VolumeSize)) << 30,
-		Created:       aws.ToTime(s.StartTime),
-		State:         string(s.State),
 		Complete:      tags[draas.TagComplete] == "true",
 		Checksum:      tags[draas.TagChecksum],
 	}
 	if t, err := time.Parse(time.RFC3339, tags[draas.TagPointTime]); err == nil {
 		c.PointTime = t
 	}
+	set(&c)
 	if n, err := strconv.ParseInt(tags[draas.TagSize], 10, 64); err == nil && n > 0 {
 		c.Size = n
 	}
 	return c
 }
 
-// MarkComplete tags each copy complete with its checksum summary. It tags
-// the copies one by one; a set interrupted half-way is incomplete until a
-// later call tags the rest.
+// MarkComplete tags each copy complete with its checksum summary, and with
+// its recovery point and point time, which lets a copy stand for a newer
+// point of identical content. It tags the copies one by one; a set
+// interrupted half-way is incomplete until a later call tags the rest.
 func (c *Copies) MarkComplete(ctx context.Context, copies []draas.DRCopy) error {
 	for _, cp := range copies {
-		tags := []ec2types.Tag{{Key: aws.String(draas.TagComplete), Value: aws.String("true")}}
+		if cp.SnapshotID == "" || cp.RecoveryPoint == "" {
+			return draas.Invalidf("ebs: MarkComplete needs each copy's snapshot ID and recovery point (got %q, %q)", cp.SnapshotID, cp.RecoveryPoint)
+		}
+		tags := []ec2types.Tag{
+			{Key: aws.String(draas.TagComplete), Value: aws.String("true")},
+			{Key: aws.String(draas.TagRecoveryPoint), Value: aws.String(cp.RecoveryPoint)},
+		}
+		if !cp.PointTime.IsZero() {
+			tags = append(tags, ec2types.Tag{Key: aws.String(draas.TagPointTime), Value: aws.String(cp.PointTime.UTC().Format(time.RFC3339))})
+		}
 		if cp.Checksum != "" {
 			tags = append(tags, ec2types.Tag{Key: aws.String(draas.TagChecksum), Value: aws.String(cp.Checksum)})
 		}
@@ -206,10 +233,23 @@ func (c *Copies) MarkComplete(ctx context.Context, copies []draas.DRCopy) error 
 	return nil
 }
 
-// DeleteCopy deletes the snapshot; a missing one is not an error.
-func (c *Copies) DeleteCopy(ctx context.Context, snapshotID string) error {
-	_, err := c.ec2.DeleteSnapshot(ctx, &awsec2.DeleteSnapshotInput{SnapshotId: aws.String(snapshotID)})
-	if err = awserr.Wrap("DeleteSnapshot", snapshotID, err); errors.Is(err, draas.ErrNotFound) {
+// DeleteCopy deletes a copy's snapshot, or detaches and deletes the volume
+// of a copy that was being written (its ID starts with "vol-"). A missing
+// one is not an error.
+func (c *Copies) DeleteCopy(ctx context.Context, id string) error {
+	if strings.HasPrefix(id, "vol-") {
+		s := &VolumeSink{api: c.ec2, volumeID: id, opts: c.opts.Volume}
+		if err := s.opts.defaults(); err != nil {
+			s.opts.PollInterval, s.opts.WaitTimeout = 2*time.Second, 30*time.Minute
+		}
+		err := s.detach(ctx)
+		if err != nil && !errors.Is(err, draas.ErrNotFound) {
+			return err
+		}
+		return s.deleteVolume(ctx)
+	}
+	_, err := c.ec2.DeleteSnapshot(ctx, &awsec2.DeleteSnapshotInput{SnapshotId: aws.String(id)})
+	if err = awserr.Wrap("DeleteSnapshot", id, err); errors.Is(err, draas.ErrNotFound) {
 		return nil
 	}
 	return err

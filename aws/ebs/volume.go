@@ -50,6 +50,14 @@ type DeviceOpener interface {
 	OpenDevice(ctx context.Context, volumeID, deviceName string) (Device, error)
 }
 
+// DeviceOpenerFunc is a function that is a [DeviceOpener].
+type DeviceOpenerFunc func(ctx context.Context, volumeID, deviceName string) (Device, error)
+
+// OpenDevice calls f.
+func (f DeviceOpenerFunc) OpenDevice(ctx context.Context, volumeID, deviceName string) (Device, error) {
+	return f(ctx, volumeID, deviceName)
+}
+
 // LocalDevices opens the devices of volumes attached to the machine it runs
 // on. On Nitro instances a volume appears as an NVMe device whose serial is
 // its ID, linked as /dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_volXXXX;
@@ -108,7 +116,8 @@ type VolumeSinkOptions struct {
 	// from it, so only changed blocks need writing, and the new snapshot is
 	// incremental on it inside EBS.
 	BaseSnapshotID string
-	// DeviceName to attach the volume as; default "/dev/sdf".
+	// DeviceName to attach the volume as; default "/dev/sdf". When it is
+	// taken, the next free name up to /dev/sdp is used.
 	DeviceName string
 	// VolumeType of the temporary volume; default "gp3".
 	VolumeType string
@@ -257,11 +266,8 @@ func (s *VolumeSink) attach(ctx context.Context) error {
 		if err := s.wait(ctx, "available"); err != nil {
 			return err
 		}
-		_, err := s.api.AttachVolume(ctx, &awsec2.AttachVolumeInput{
-			VolumeId: aws.String(s.volumeID), InstanceId: aws.String(s.opts.ProxyInstanceID), Device: aws.String(s.opts.DeviceName),
-		})
-		if err != nil {
-			return awserr.Wrap("AttachVolume", s.volumeID+" to "+s.opts.ProxyInstanceID, err)
+		if err := s.attachFree(ctx); err != nil {
+			return err
 		}
 	}
 	if err := s.wait(ctx, "in-use"); err != nil {
@@ -273,6 +279,29 @@ func (s *VolumeSink) attach(ctx context.Context) error {
 	}
 	s.dev = dev
 	return nil
+}
+
+// attachFree attaches the volume to the proxy at the first device name from
+// DeviceName on (/dev/sdf … /dev/sdp) that is free, trying the next when
+// another copy took one in the meantime.
+func (s *VolumeSink) attachFree(ctx context.Context) error {
+	start := s.opts.DeviceName
+	base, last := start[:len(start)-1], start[len(start)-1]
+	var err error
+	for c := last; c <= 'p'; c++ {
+		dev := base + string(c)
+		_, err = s.api.AttachVolume(ctx, &awsec2.AttachVolumeInput{
+			VolumeId: aws.String(s.volumeID), InstanceId: aws.String(s.opts.ProxyInstanceID), Device: aws.String(dev),
+		})
+		if err == nil {
+			s.opts.DeviceName = dev
+			return nil
+		}
+		if werr := awserr.Wrap("", "", err); !errors.Is(werr, draas.ErrInvalid) && !errors.Is(werr, draas.ErrConflict) {
+			break
+		}
+	}
+	return awserr.Wrap("AttachVolume", s.volumeID+" to "+s.opts.ProxyInstanceID, err)
 }
 
 func (s *VolumeSink) describe(ctx context.Context) (ec2types.Volume, error) {
@@ -392,14 +421,20 @@ func (s *VolumeSink) Commit(ctx context.Context) error {
 	return s.deleteVolume(ctx)
 }
 
+// detach closes the device and detaches the volume from whatever instance
+// holds it, then waits until it is available.
 func (s *VolumeSink) detach(ctx context.Context) error {
 	if s.dev != nil {
 		_ = s.dev.Close()
+		s.dev = nil
 	}
-	_, err := s.api.DetachVolume(ctx, &awsec2.DetachVolumeInput{VolumeId: aws.String(s.volumeID), InstanceId: aws.String(s.opts.ProxyInstanceID)})
-	if err = awserr.Wrap("DetachVolume", s.volumeID, err); err != nil && !errors.Is(err, draas.ErrNotFound) {
-		// Detaching a volume that is already detached is fine.
-		if v, derr := s.describe(ctx); derr != nil || len(v.Attachments) > 0 {
+	v, err := s.describe(ctx)
+	if err != nil {
+		return err
+	}
+	for _, a := range v.Attachments {
+		_, err := s.api.DetachVolume(ctx, &awsec2.DetachVolumeInput{VolumeId: aws.String(s.volumeID), InstanceId: a.InstanceId})
+		if err = awserr.Wrap("DetachVolume", s.volumeID, err); err != nil && !errors.Is(err, draas.ErrNotFound) && !errors.Is(err, draas.ErrConflict) {
 			return err
 		}
 	}

@@ -1,0 +1,267 @@
+package replicate_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/opendraas/draas"
+	"github.com/opendraas/draas/aws/ebs"
+	"github.com/opendraas/draas/blockcopy"
+	"github.com/opendraas/draas/draastest"
+	"github.com/opendraas/draas/replicate"
+)
+
+func plan(vms ...string) draas.Plan {
+	p := draas.Plan{Name: "shop"}
+	for _, vm := range vms {
+		p.VMs = append(p.VMs, draas.VM{Name: vm})
+	}
+	return p
+}
+
+func TestFullThenIncrementalKeepsLatest(t *testing.T) {
+	for _, path := range []ebs.Path{ebs.PathDirect, ebs.PathVolume} {
+		t.Run(map[ebs.Path]string{ebs.PathDirect: "direct", ebs.PathVolume: "volume"}[path], func(t *testing.T) {
+			testFullThenIncremental(t, path)
+		})
+	}
+}
+
+func testFullThenIncremental(t *testing.T, path ebs.Path) {
+	ctx := context.Background()
+	e := newEnv(t, path)
+	os := randomDisk(1, 64*mib, 0.6)
+	data := randomDisk(2, 32*mib+12345, 0.3)
+	disks := map[string]*draastest.Disk{"os": os, "data": data}
+	p1 := e.backup("db", disks)
+	var ev events
+	r := e.replicator(plan("db"), replicate.Options{Events: ev.add})
+
+	res, err := r.ReplicateVM(ctx, "db")
+	require.NoError(t, err)
+	assert.Equal(t, replicate.ActionFull, res.Action)
+	assert.Equal(t, p1, res.RecoveryPoint)
+	full := res.BlocksSent
+	assert.Equal(t, int64(os.StoredBlocks()+data.StoredBlocks()), full, "a full copy sends every non-zero block")
+	e.checkCopy("shop", "db")
+	assert.Equal(t, 1, ev.kinds()[replicate.EventCompleted])
+
+	for i, frac := range []float64{0.01, 0.10} {
+		changed := change(os, uint64(10+i), frac) + change(data, uint64(20+i), frac)
+		point := e.backup("db", disks)
+		puts := e.srv.Calls("PutSnapshotBlock")
+		res, err = r.ReplicateVM(ctx, "db")
+		require.NoError(t, err, "%.0f%% change", frac*100)
+		assert.Equal(t, replicate.ActionIncremental, res.Action)
+		assert.Equal(t, point, res.RecoveryPoint)
+		assert.Equal(t, int64(changed), res.BlocksSent, "an incremental copy sends only the changed blocks")
+		if path == ebs.PathDirect {
+			assert.Equal(t, changed, e.srv.Calls("PutSnapshotBlock")-puts)
+		}
+		assert.Len(t, res.Deleted, 2, "the previous copy (two disks) is deleted")
+		e.checkCopy("shop", "db")
+	}
+
+	// A new recovery point with no change: nothing sent, no snapshot made,
+	// and the copy now stands for the new point.
+	before := e.snapshotsOf("db")
+	point := e.backup("db", disks)
+	res, err = r.ReplicateVM(ctx, "db")
+	require.NoError(t, err)
+	assert.Equal(t, replicate.ActionUnchanged, res.Action)
+	assert.Zero(t, res.BlocksSent)
+	after := e.snapshotsOf("db")
+	require.Len(t, after, len(before))
+	for _, s := range after {
+		assert.Equal(t, point, s.Tags[draas.TagRecoveryPoint])
+	}
+	e.checkCopy("shop", "db")
+
+	// No new recovery point: up to date, nothing at all.
+	res, err = r.ReplicateVM(ctx, "db")
+	require.NoError(t, err)
+	assert.Equal(t, replicate.ActionUpToDate, res.Action)
+	assert.Equal(t, len(before), len(e.snapshotsOf("db")))
+}
+
+func TestKeepCopies(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, ebs.PathDirect)
+	d := randomDisk(3, 8*mib, 0.5)
+	p := plan("web")
+	p.KeepCopies = 2
+	r := e.replicator(p, replicate.Options{})
+	for i := range 4 {
+		change(d, uint64(i), 0.1)
+		e.backup("web", map[string]*draastest.Disk{"os": d})
+		_, err := r.ReplicateVM(ctx, "web")
+		require.NoError(t, err)
+		assert.Len(t, e.snapshotsOf("web"), min(i+1, 2), "keeps the two newest copies")
+	}
+}
+
+// TestKillAtEachStep kills a run at each step and checks that a rerun ends
+// with one correct, verified DR copy and no orphan, and that the previous
+// copy survived the kill.
+func TestKillAtEachStep(t *testing.T) {
+	for _, path := range []ebs.Path{ebs.PathDirect, ebs.PathVolume} {
+		for _, at := range []string{"start", "blocks", "commit", "delete"} {
+			name := map[ebs.Path]string{ebs.PathDirect: "direct", ebs.PathVolume: "volume"}[path] + "/" + at
+			t.Run(name, func(t *testing.T) {
+				ctx := context.Background()
+				e := newEnv(t, path)
+				d := randomDisk(5, 16*mib, 0.7)
+				disks := map[string]*draastest.Disk{"os": d}
+				e.backup("app", disks)
+				r := e.replicator(plan("app"), replicate.Options{})
+				_, err := r.ReplicateVM(ctx, "app")
+				require.NoError(t, err)
+				prev := e.snapshotsOf("app")
+				require.Len(t, prev, 1)
+
+				change(d, 6, 0.2)
+				e.backup("app", disks)
+				k := &killer{CopyStore: e.copies, at: at, after: 3}
+				killed, err := replicate.New(plan("app"), replicate.BackupsOf(e.store), k, replicate.Options{})
+				require.NoError(t, err)
+				res, err := killed.ReplicateVM(ctx, "app")
+				if at == "delete" {
+					// The new copy is complete; only the old one's deletion
+					// was lost, and the run says so.
+					require.NoError(t, err)
+					assert.NotEmpty(t, res.Warnings)
+				} else {
+					require.ErrorIs(t, err, errKilled)
+				}
+				// The previous complete copy is still there and intact.
+				infos := map[string]bool{}
+				for _, s := range e.snapshotsOf("app") {
+					infos[s.ID] = true
+				}
+				if at != "delete" {
+					assert.True(t, infos[prev[0].ID], "the previous DR copy survives a kill at %s", at)
+				}
+
+				_, err = r.ReplicateVM(ctx, "app")
+				require.NoError(t, err)
+				e.checkCopy("shop", "app")
+			})
+		}
+	}
+}
+
+func TestResumeFromCheckpoint(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, ebs.PathDirect)
+	d := randomDisk(7, 32*mib, 0.9)
+	e.backup("db", map[string]*draastest.Disk{"os": d})
+	dir := t.TempDir()
+	ckpts := func(vm, disk string) blockcopy.CheckpointStore {
+		return blockcopy.FileCheckpoint(dir + "/" + vm + "-" + disk + ".ckpt")
+	}
+	k := &killer{CopyStore: e.copies, at: "blocks", after: 30}
+	killed, err := replicate.New(plan("db"), replicate.BackupsOf(e.store), k, replicate.Options{Checkpoints: ckpts, Copy: blockcopy.Options{Concurrency: 2}})
+	require.NoError(t, err)
+	_, err = killed.ReplicateVM(ctx, "db")
+	require.ErrorIs(t, err, errKilled)
+	pending := e.snapshotsOf("db")
+	require.Len(t, pending, 1)
+	assert.Equal(t, "pending", pending[0].State)
+
+	r := e.replicator(plan("db"), replicate.Options{Checkpoints: ckpts})
+	res, err := r.ReplicateVM(ctx, "db")
+	require.NoError(t, err)
+	require.Len(t, res.Disks, 1)
+	assert.True(t, res.Disks[0].Resumed, "the pending copy was resumed")
+	assert.Equal(t, pending[0].ID, res.Disks[0].SnapshotID)
+	assert.Less(t, res.BlocksSent, int64(d.StoredBlocks()), "the resume sends only what was missing")
+	assert.Positive(t, res.Disks[0].Stats.BlocksResumed)
+	e.checkCopy("shop", "db")
+}
+
+func TestCorruptRecoveryPointFailsThatVMOnly(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, ebs.PathDirect)
+	a := randomDisk(8, 8*mib, 0.5)
+	b := randomDisk(9, 8*mib, 0.5)
+	e.backup("db", map[string]*draastest.Disk{"os": a})
+	e.backup("web", map[string]*draastest.Disk{"os": b})
+	r := e.replicator(plan("db", "web"), replicate.Options{})
+	_, err := r.ReplicateAll(ctx)
+	require.NoError(t, err)
+	good := e.snapshotsOf("db")
+
+	change(a, 1, 0.25)
+	change(b, 2, 0.25)
+	point := e.backup("db", map[string]*draastest.Disk{"os": a})
+	e.backup("web", map[string]*draastest.Disk{"os": b})
+	// Corrupt a chunk of db's new point in the bucket.
+	s3c := e.srv.S3()
+	list, err := s3c.ListObjectsV2(ctx, &awss3.ListObjectsV2Input{Bucket: aws.String("backups"), Prefix: aws.String("store/chunks/")})
+	require.NoError(t, err)
+	src, err := e.store.OpenDisk(ctx, "db", point, "os")
+	require.NoError(t, err)
+	changed, err := src.ChangedExtents(ctx, e.mustPoints("db")[0].ID)
+	require.NoError(t, err)
+	sum, ok, err := src.ReadBlock(ctx, make([]byte, blk), changed[0].Offset/blk*blk)
+	require.NoError(t, err)
+	require.True(t, ok)
+	key := ""
+	for _, o := range list.Contents {
+		if strings.HasSuffix(aws.ToString(o.Key), hexSum(sum)) {
+			key = aws.ToString(o.Key)
+		}
+	}
+	require.NotEmpty(t, key)
+	_, err = s3c.PutObject(ctx, &awss3.PutObjectInput{Bucket: aws.String("backups"), Key: aws.String(key), Body: strings.NewReader("\x00garbage")})
+	require.NoError(t, err)
+
+	results, err := r.ReplicateAll(ctx)
+	require.ErrorIs(t, err, draas.ErrChecksumMismatch)
+	assert.Contains(t, err.Error(), "db")
+	assert.Equal(t, replicate.ActionFailed, results[0].Action)
+	assert.Equal(t, replicate.ActionIncremental, results[1].Action, "the other VM is replicated")
+	// db keeps its previous, complete DR copy and nothing else.
+	now := e.snapshotsOf("db")
+	require.Len(t, now, 1)
+	assert.Equal(t, good[0].ID, now[0].ID)
+	assert.Equal(t, "true", now[0].Tags[draas.TagComplete])
+}
+
+func (e *env) mustPoints(vm string) []draas.RecoveryPoint {
+	pts, err := e.store.Points(context.Background(), vm)
+	require.NoError(e.t, err)
+	return pts
+}
+
+func hexSum(sum [32]byte) string {
+	const digits = "0123456789abcdef"
+	out := make([]byte, 64)
+	for i, b := range sum {
+		out[2*i], out[2*i+1] = digits[b>>4], digits[b&15]
+	}
+	return string(out)
+}
+
+func TestBadInput(t *testing.T) {
+	e := newEnv(t, ebs.PathDirect)
+	_, err := replicate.New(draas.Plan{}, replicate.BackupsOf(e.store), e.copies, replicate.Options{})
+	require.ErrorIs(t, err, draas.ErrInvalid)
+	_, err = replicate.New(draas.Plan{Name: "p", VMs: []draas.VM{{Name: "a"}, {Name: "a"}}}, replicate.BackupsOf(e.store), e.copies, replicate.Options{})
+	require.ErrorIs(t, err, draas.ErrInvalid)
+	assert.Contains(t, err.Error(), "twice")
+
+	r := e.replicator(plan("db"), replicate.Options{})
+	_, err = r.ReplicateVM(context.Background(), "nope")
+	require.ErrorIs(t, err, draas.ErrInvalid)
+	res, err := r.ReplicateVM(context.Background(), "db")
+	require.ErrorIs(t, err, draas.ErrNotFound, "a VM without backups")
+	assert.Contains(t, err.Error(), "back it up first")
+	assert.Equal(t, replicate.ActionFailed, res.Action)
+}
