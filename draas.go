@@ -268,7 +268,8 @@ type ResumableSink interface {
 
 // VerifiableSink is a [VolumeSink] whose committed result can be read back,
 // for the copier's verify pass. Committed is called only after Commit
-// returned nil.
+// returned nil. When the returned source is also an io.Closer, the caller
+// closes it.
 type VerifiableSink interface {
 	VolumeSink
 	Committed(ctx context.Context) (BlockSource, error)

@@ -468,6 +468,9 @@ func (c *copier) verify(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("%w: open committed sink: %w", ErrVerify, err)
 	}
+	if cl, ok := got.(io.Closer); ok {
+		defer cl.Close()
+	}
 	if got.Size() < c.size {
 		return fmt.Errorf("%w: committed sink holds %d bytes, source %d: %w", ErrVerify, got.Size(), c.size, draas.ErrChecksumMismatch)
 	}
