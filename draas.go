@@ -350,6 +350,7 @@ const (
 	TagVM            = "draas:vm"
 	TagPlan          = "draas:plan"
 	TagDisk          = "draas:disk"
+	TagDiskIndex     = "draas:disk-index"
 	TagRecoveryPoint = "draas:recovery-point"
 	TagChecksum      = "draas:checksum"
 	TagDrill         = "draas:drill"
@@ -399,9 +400,11 @@ type RecoveryPoint struct {
 // RecoveryPoint; the set is complete (every member Complete) or it does not
 // count.
 type DRCopy struct {
-	VM            string    `json:"vm"`
-	Plan          string    `json:"plan"`
-	Disk          string    `json:"disk"`
+	VM   string `json:"vm"`
+	Plan string `json:"plan"`
+	Disk string `json:"disk"`
+	// DiskIndex is the disk's position in the VM (0 is the boot disk).
+	DiskIndex     int       `json:"diskIndex"`
 	RecoveryPoint string    `json:"recoveryPoint"`
 	PointTime     time.Time `json:"pointTime"`
 	SnapshotID    string    `json:"snapshotId"`
@@ -433,7 +436,9 @@ func (c DRCopy) ID() string {
 // CopyRequest asks a [CopyStore] for a new DR copy of one disk.
 type CopyRequest struct {
 	Plan, VM, Disk, RecoveryPoint string
-	PointTime                     time.Time
+	// DiskIndex is the disk's position in the VM (0 is the boot disk).
+	DiskIndex int
+	PointTime time.Time
 	// Size of the disk in bytes.
 	Size int64
 	// Parent, when set, is the snapshot of the previous DR copy of this

@@ -105,6 +105,9 @@ type VM struct {
 	// Disks optionally lists the VM's disks; by default the DR copy's disks
 	// are used.
 	Disks []draas.Disk `yaml:"disks"`
+	// RecoveryPoint selects the DR copy to fail over to (when the plan keeps
+	// several); empty means the newest complete one.
+	RecoveryPoint string `yaml:"recoveryPoint"`
 }
 
 // Script is a boot script.

@@ -403,12 +403,12 @@ func (r *Replicator) copyPoint(ctx context.Context, vm string, p draas.RecoveryP
 	run := runID()
 	var newSet []draas.DRCopy
 	resumable := map[string]bool{}
-	for _, pl := range plans {
+	for i, pl := range plans {
 		if pl.parent.SnapshotID == "" {
 			res.Action = ActionFull
 		}
 		req := draas.CopyRequest{
-			Plan: r.plan.Name, VM: vm, Disk: pl.disk.Name, RecoveryPoint: p.ID, PointTime: p.Time,
+			Plan: r.plan.Name, VM: vm, Disk: pl.disk.Name, DiskIndex: i, RecoveryPoint: p.ID, PointTime: p.Time,
 			Size: pl.disk.Size, Parent: pl.parent.SnapshotID,
 			ClientToken: token(r.plan.Name, vm, pl.disk.Name, p.ID, run),
 		}
@@ -491,7 +491,7 @@ func (r *Replicator) copyDisk(ctx context.Context, req draas.CopyRequest, src dr
 		return draas.DRCopy{}, pending, fmt.Errorf("replicate %s: copy disk %s of recovery point %s: %w", req.VM, req.Disk, req.RecoveryPoint, err)
 	}
 	dr := draas.DRCopy{
-		VM: req.VM, Plan: req.Plan, Disk: req.Disk, RecoveryPoint: req.RecoveryPoint, PointTime: req.PointTime,
+		VM: req.VM, Plan: req.Plan, Disk: req.Disk, DiskIndex: req.DiskIndex, RecoveryPoint: req.RecoveryPoint, PointTime: req.PointTime,
 		SnapshotID: sink.SnapshotID(), Parent: req.Parent, Size: req.Size, Created: r.opts.Now(), State: "completed",
 	}
 	if c, ok := sink.(interface{ Checksum() string }); ok {

@@ -83,6 +83,7 @@ func (c *Copies) tags(req draas.CopyRequest) map[string]string {
 	t[draas.TagPlan] = req.Plan
 	t[draas.TagVM] = req.VM
 	t[draas.TagDisk] = req.Disk
+	t[draas.TagDiskIndex] = strconv.Itoa(req.DiskIndex)
 	t[draas.TagRecoveryPoint] = req.RecoveryPoint
 	t[draas.TagPointTime] = req.PointTime.UTC().Format(time.RFC3339)
 	t[draas.TagSize] = strconv.FormatInt(req.Size, 10)
@@ -200,6 +201,7 @@ func toCopy(ts []ec2types.Tag, set func(*draas.DRCopy)) draas.DRCopy {
 	if t, err := time.Parse(time.RFC3339, tags[draas.TagPointTime]); err == nil {
 		c.PointTime = t
 	}
+	c.DiskIndex, _ = strconv.Atoi(tags[draas.TagDiskIndex])
 	set(&c)
 	if n, err := strconv.ParseInt(tags[draas.TagSize], 10, 64); err == nil && n > 0 {
 		c.Size = n

@@ -189,51 +189,106 @@ func (l *Launcher) Launch(ctx context.Context, req draas.LaunchRequest) (draas.I
 		return draas.Instance{}, fmt.Errorf("ec2: RunInstances %s returned %d instances, want 1", req.Name, len(out.Instances))
 	}
 	id := aws.ToString(out.Instances[0].InstanceId)
-	if err := l.waitRunning(ctx, id); err != nil {
-		return draas.Instance{}, err
-	}
-	inst, err := l.describe(ctx, id)
+	inst, err := l.settle(ctx, id)
 	if err != nil {
 		return draas.Instance{}, err
 	}
-	if req.RootVolumeID != "" || len(req.DataVolumeIDs) > 0 {
+	// A launch resumed after a crash may find the instance stopped half-way
+	// through the swap: finish it from whatever state it is in.
+	if needsSwap(inst, req) {
 		if inst, err = l.swapVolumes(ctx, inst, req); err != nil {
+			return draas.Instance{}, err
+		}
+	}
+	if inst.State == nil || inst.State.Name != types.InstanceStateNameRunning {
+		if _, err := l.api.StartInstances(ctx, &awsec2.StartInstancesInput{InstanceIds: []string{id}}); err != nil {
+			return draas.Instance{}, awserr.Wrap("StartInstances", id, err)
+		}
+		if err := l.waitRunning(ctx, id); err != nil {
+			return draas.Instance{}, err
+		}
+		if inst, err = l.describe(ctx, id); err != nil {
 			return draas.Instance{}, err
 		}
 	}
 	return toInstance(inst), nil
 }
 
-// swapVolumes makes req's volumes the instance's disks and starts it again.
-func (l *Launcher) swapVolumes(ctx context.Context, inst types.Instance, req draas.LaunchRequest) (types.Instance, error) {
-	id := aws.ToString(inst.InstanceId)
-	rootDev := aws.ToString(inst.RootDeviceName)
+// settle waits for an instance in a transitional state (pending, stopping)
+// to reach the state it is heading for, and returns it.
+func (l *Launcher) settle(ctx context.Context, id string) (types.Instance, error) {
+	inst, err := l.describe(ctx, id)
+	if err != nil {
+		return inst, err
+	}
+	if inst.State != nil {
+		switch inst.State.Name {
+		case types.InstanceStateNamePending:
+			err = l.waitRunning(ctx, id)
+		case types.InstanceStateNameStopping:
+			w := awsec2.NewInstanceStoppedWaiter(l.api, func(o *awsec2.InstanceStoppedWaiterOptions) { o.MinDelay = l.opts.PollInterval })
+			err = awserr.Wrap("wait instance stopped", id, w.Wait(ctx, &awsec2.DescribeInstancesInput{InstanceIds: []string{id}}, l.opts.WaitTimeout))
+		case types.InstanceStateNameShuttingDown, types.InstanceStateNameTerminated:
+			return inst, &draas.OpError{Op: "Launch", Resource: id, Kind: draas.ErrConflict,
+				Err: fmt.Errorf("instance is %s; a launch with a new client token makes a new one", inst.State.Name)}
+		}
+		if err != nil {
+			return inst, err
+		}
+		return l.describe(ctx, id)
+	}
+	return inst, nil
+}
+
+// wanted returns the volume req wants at each device of inst.
+func wanted(inst types.Instance, req draas.LaunchRequest) map[string]string {
+	want := map[string]string{}
+	if req.RootVolumeID != "" {
+		want[aws.ToString(inst.RootDeviceName)] = req.RootVolumeID
+	}
+	for i, v := range req.DataVolumeIDs {
+		want[dataDevice(i)] = v
+	}
+	return want
+}
+
+func attachedVolumes(inst types.Instance) map[string]string {
 	attached := map[string]string{} // device -> volume
 	for _, m := range inst.BlockDeviceMappings {
 		if m.Ebs != nil {
 			attached[aws.ToString(m.DeviceName)] = aws.ToString(m.Ebs.VolumeId)
 		}
 	}
-	want := map[string]string{}
-	if req.RootVolumeID != "" {
-		want[rootDev] = req.RootVolumeID
-	}
-	for i, v := range req.DataVolumeIDs {
-		want[dataDevice(i)] = v
-	}
-	done := true
-	for dev, v := range want {
+	return attached
+}
+
+func needsSwap(inst types.Instance, req draas.LaunchRequest) bool {
+	attached := attachedVolumes(inst)
+	for dev, v := range wanted(inst, req) {
 		if attached[dev] != v {
-			done = false
+			return true
 		}
 	}
-	if done {
-		return inst, nil
-	}
+	return false
+}
+
+// swapVolumes stops the instance and makes req's volumes its disks; the
+// caller starts it again.
+func (l *Launcher) swapVolumes(ctx context.Context, inst types.Instance, req draas.LaunchRequest) (types.Instance, error) {
+	id := aws.ToString(inst.InstanceId)
+	rootDev := aws.ToString(inst.RootDeviceName)
+	attached := attachedVolumes(inst)
+	want := wanted(inst, req)
 	if err := l.Stop(ctx, id); err != nil {
 		return inst, err
 	}
-	for dev, v := range want {
+	devs := make([]string, 0, len(want))
+	for dev := range want {
+		devs = append(devs, dev)
+	}
+	slices.Sort(devs)
+	for _, dev := range devs {
+		v := want[dev]
 		if old := attached[dev]; old != "" && old != v {
 			if _, err := l.api.DetachVolume(ctx, &awsec2.DetachVolumeInput{VolumeId: aws.String(old), InstanceId: aws.String(id)}); err != nil && !errors.Is(awserr.Wrap("", "", err), draas.ErrNotFound) {
 				return inst, awserr.Wrap("DetachVolume", old+" from "+id, err)
@@ -256,12 +311,6 @@ func (l *Launcher) swapVolumes(ctx context.Context, inst types.Instance, req dra
 				return inst, err
 			}
 		}
-	}
-	if _, err := l.api.StartInstances(ctx, &awsec2.StartInstancesInput{InstanceIds: []string{id}}); err != nil {
-		return inst, awserr.Wrap("StartInstances", id, err)
-	}
-	if err := l.waitRunning(ctx, id); err != nil {
-		return inst, err
 	}
 	return l.describe(ctx, id)
 }
