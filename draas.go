@@ -577,6 +577,17 @@ type InstanceLauncher interface {
 	Shape(ctx context.Context, instanceID string) (Shape, error)
 }
 
+// InstanceSnapshotter is an [InstanceLauncher] that can snapshot all of an
+// instance's volumes at one instant (crash-consistent), for failback.
+type InstanceSnapshotter interface {
+	// SnapshotInstance snapshots every volume of the instance at once,
+	// waits until the snapshots are completed, and returns their IDs in the
+	// instance's disk order (boot disk first).
+	SnapshotInstance(ctx context.Context, instanceID string, tags map[string]string) ([]string, error)
+	// DeleteSnapshot deletes a snapshot; a missing one is not an error.
+	DeleteSnapshot(ctx context.Context, snapshotID string) error
+}
+
 // VMRequest asks a [Hypervisor] for a new VM.
 type VMRequest struct {
 	Name       string
@@ -598,7 +609,10 @@ type Hypervisor interface {
 	// shape. Creating a VM that already exists with the same shape returns
 	// it unchanged.
 	CreateVM(ctx context.Context, req VMRequest) error
-	// OpenDisk returns a sink that writes the VM's i-th disk.
+	// OpenDisk returns a sink that writes the VM's i-th disk in place:
+	// blocks not written keep their content (the sink needs zero writes once
+	// the disk holds data), so an incremental copy onto an earlier full one
+	// is correct. The VM must be powered off.
 	OpenDisk(ctx context.Context, vm string, disk int) (VolumeSink, error)
 	// ReadDisk returns a source that reads the VM's i-th disk.
 	ReadDisk(ctx context.Context, vm string, disk int) (BlockSource, error)

@@ -167,6 +167,12 @@ func TestIAMPolicyListsExactlyTheActionsCalled(t *testing.T) {
 	require.NoError(t, err)
 	_, err = l.Shape(ctx, i.ID)
 	require.NoError(t, err)
+	// Failback: snapshot the instance's volumes together, then delete them.
+	snaps, err := l.SnapshotInstance(ctx, i.ID, map[string]string{draas.TagRole: "failback"})
+	require.NoError(t, err)
+	for _, s := range snaps {
+		require.NoError(t, l.DeleteSnapshot(ctx, s))
+	}
 	require.NoError(t, l.Terminate(ctx, i.ID))
 	require.NoError(t, l.DeleteVolume(ctx, vol))
 

@@ -40,6 +40,8 @@ type API interface {
 	StartInstances(ctx context.Context, in *awsec2.StartInstancesInput, optFns ...func(*awsec2.Options)) (*awsec2.StartInstancesOutput, error)
 	StopInstances(ctx context.Context, in *awsec2.StopInstancesInput, optFns ...func(*awsec2.Options)) (*awsec2.StopInstancesOutput, error)
 	TerminateInstances(ctx context.Context, in *awsec2.TerminateInstancesInput, optFns ...func(*awsec2.Options)) (*awsec2.TerminateInstancesOutput, error)
+	CreateSnapshots(ctx context.Context, in *awsec2.CreateSnapshotsInput, optFns ...func(*awsec2.Options)) (*awsec2.CreateSnapshotsOutput, error)
+	DeleteSnapshot(ctx context.Context, in *awsec2.DeleteSnapshotInput, optFns ...func(*awsec2.Options)) (*awsec2.DeleteSnapshotOutput, error)
 }
 
 var _ API = (*awsec2.Client)(nil)
@@ -70,7 +72,10 @@ type Launcher struct {
 	opts Options
 }
 
-var _ draas.InstanceLauncher = (*Launcher)(nil)
+var (
+	_ draas.InstanceLauncher    = (*Launcher)(nil)
+	_ draas.InstanceSnapshotter = (*Launcher)(nil)
+)
 
 // New returns a Launcher using api.
 func New(api API, opts Options) *Launcher {
@@ -479,4 +484,50 @@ func (l *Launcher) Shape(ctx context.Context, instanceID string) (draas.Shape, e
 		shape.Disks = append(shape.Disks, draas.Disk{Name: d.vol, Size: size[d.vol]})
 	}
 	return shape, nil
+}
+
+// SnapshotInstance snapshots all of the instance's volumes at one instant
+// (CreateSnapshots: crash-consistent), waits until they are completed and
+// returns their IDs in disk order, the root volume first.
+func (l *Launcher) SnapshotInstance(ctx context.Context, instanceID string, tags map[string]string) ([]string, error) {
+	inst, err := l.describe(ctx, instanceID)
+	if err != nil {
+		return nil, err
+	}
+	out, err := l.api.CreateSnapshots(ctx, &awsec2.CreateSnapshotsInput{
+		InstanceSpecification: &types.InstanceSpecification{InstanceId: aws.String(instanceID)},
+		Description:           aws.String("draas failback of " + instanceID),
+		TagSpecifications:     tagSpec(types.ResourceTypeSnapshot, tags),
+	})
+	if err != nil {
+		return nil, awserr.Wrap("CreateSnapshots", instanceID, err)
+	}
+	byVolume := map[string]string{}
+	var ids []string
+	for _, s := range out.Snapshots {
+		byVolume[aws.ToString(s.VolumeId)] = aws.ToString(s.SnapshotId)
+		ids = append(ids, aws.ToString(s.SnapshotId))
+	}
+	w := awsec2.NewSnapshotCompletedWaiter(l.api, func(o *awsec2.SnapshotCompletedWaiterOptions) { o.MinDelay = l.opts.PollInterval })
+	if err := w.Wait(ctx, &awsec2.DescribeSnapshotsInput{SnapshotIds: ids}, l.opts.WaitTimeout); err != nil {
+		return nil, awserr.Wrap("wait snapshots completed", instanceID, err)
+	}
+	var ordered []string
+	for _, d := range devices(inst) {
+		id, ok := byVolume[d.vol]
+		if !ok {
+			return nil, fmt.Errorf("ec2: CreateSnapshots of %s made no snapshot of volume %s", instanceID, d.vol)
+		}
+		ordered = append(ordered, id)
+	}
+	return ordered, nil
+}
+
+// DeleteSnapshot deletes a snapshot; a missing one is not an error.
+func (l *Launcher) DeleteSnapshot(ctx context.Context, snapshotID string) error {
+	_, err := l.api.DeleteSnapshot(ctx, &awsec2.DeleteSnapshotInput{SnapshotId: aws.String(snapshotID)})
+	if err = awserr.Wrap("DeleteSnapshot", snapshotID, err); errors.Is(err, draas.ErrNotFound) {
+		return nil
+	}
+	return err
 }
