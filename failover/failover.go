@@ -169,7 +169,9 @@ func Compile(p *plan.Plan, opts Options) (*orchestrate.Graph, error) {
 			{ID: sid(vm.Name, "healthy"), Deps: []string{sid(vm.Name, "launch")}, Run: r.healthy, Timeout: p.HealthTimeout(vm)},
 		}
 		if len(vm.DNS) > 0 && r.dns() != nil {
-			steps = append(steps, orchestrate.Step{ID: sid(vm.Name, "dns"), Deps: []string{sid(vm.Name, "healthy")}, Run: r.updateDNS})
+			steps = append(steps,
+				orchestrate.Step{ID: sid(vm.Name, "dns-before"), Deps: []string{runStep}, Run: r.readDNS},
+				orchestrate.Step{ID: sid(vm.Name, "dns"), Deps: []string{sid(vm.Name, "healthy"), sid(vm.Name, "dns-before")}, Run: r.updateDNS})
 		}
 		for _, s := range steps {
 			s.Labels = labels
@@ -484,6 +486,28 @@ func (r *vmRun) records(ip string) []draas.Record {
 	return out
 }
 
+// readDNS records what the VM's records say before the failover changes
+// them (the on-premises addresses failback points them back to). It is a
+// step of its own so that the journal keeps the old values even if the run
+// dies right after the update.
+func (r *vmRun) readDNS(ctx context.Context) error {
+	dns := r.dns()
+	for _, rec := range r.records("") {
+		prev, err := dns.Lookup(ctx, rec.Zone, rec.Name, rec.Type)
+		switch {
+		case err == nil:
+			if err := orchestrate.SetOutput(ctx, "previous "+rec.Type+" "+rec.Name, strings.Join(prev.Values, ",")); err != nil {
+				return err
+			}
+		case errors.Is(err, draas.ErrNotFound):
+		default:
+			return fmt.Errorf("read %s before pointing it at VM %s: %w", rec.Name, r.vm.Name, err)
+		}
+	}
+	return nil
+}
+
+// updateDNS points the VM's records at its instance.
 func (r *vmRun) updateDNS(ctx context.Context) error {
 	dns := r.dns()
 	for _, rec := range r.records(r.instance(ctx).PrivateIP) {

@@ -177,6 +177,8 @@ func instancesOf(srv *awssim.Server) []awssim.InstanceInfo {
 func TestThreeTierFailover(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t)
+	// db.example.com points at the old site before the failover.
+	require.NoError(t, e.opts.DNS.Upsert(ctx, draas.Record{Zone: "example.com.", Name: "db.example.com.", Type: "A", TTL: time.Minute, Values: []string{"192.168.1.10"}}))
 	o := &order{start: map[string]time.Time{}, end: map[string]time.Time{}}
 	opts := e.opts
 	opts.Events = o.events
@@ -213,6 +215,9 @@ func TestThreeTierFailover(t *testing.T) {
 			assert.Equal(t, "m5.large", i.InstanceType)
 		}
 	}
+	db, _ := rep.VM("db")
+	require.Len(t, db.PreviousRecords, 1, "the old address is kept for failback")
+	assert.Equal(t, []string{"192.168.1.10"}, db.PreviousRecords[0].Values)
 	assert.Positive(t, rep.RTO)
 	assert.NotEmpty(t, rep.CriticalPath)
 	assert.Equal(t, "run", rep.CriticalPath[0])

@@ -32,6 +32,9 @@ type VMReport struct {
 	PrivateIP     string         `json:"privateIp,omitempty"`
 	VolumeIDs     []string       `json:"volumeIds,omitempty"`
 	Records       []draas.Record `json:"records,omitempty"`
+	// PreviousRecords are the records as they were before the failover
+	// changed them: what failback points DNS back to.
+	PreviousRecords []draas.Record `json:"previousRecords,omitempty"`
 	// GuestChanges is the guest preparer's record of its changes.
 	GuestChanges string `json:"guestChanges,omitempty"`
 	// Up is true when the VM is healthy (and its DNS updated).
@@ -103,7 +106,7 @@ func buildReport(p *plan.Plan, opts Options, rep orchestrate.Report) *Report {
 	for _, vm := range p.VMs {
 		vr := VMReport{VM: vm.Name}
 		var last orchestrate.StepReport
-		for _, name := range []string{"select", "volumes", "prepare", "launch", "healthy", "dns"} {
+		for _, name := range []string{"select", "volumes", "prepare", "launch", "healthy", "dns-before", "dns"} {
 			s, ok := steps[sid(vm.Name, name)]
 			if !ok {
 				continue
@@ -145,6 +148,13 @@ func buildReport(p *plan.Plan, opts Options, rep orchestrate.Report) *Report {
 			r := &vmRun{p: p, vm: vm, opts: opts}
 			if r.dns() != nil {
 				vr.Records = r.records(vr.PrivateIP)
+			}
+			outs := steps[sid(vm.Name, "dns-before")].Outputs
+			for _, rec := range vr.Records {
+				if prev := outs["previous "+rec.Type+" "+rec.Name]; prev != "" {
+					rec.Values = strings.Split(prev, ",")
+					vr.PreviousRecords = append(vr.PreviousRecords, rec)
+				}
 			}
 		}
 		out.VMs = append(out.VMs, vr)
