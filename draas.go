@@ -382,6 +382,10 @@ type Disk struct {
 	Name string `json:"name" yaml:"name"`
 	// Size in bytes.
 	Size int64 `json:"size" yaml:"size"`
+	// ChangeID, in a recovery point, is the hypervisor's change-tracking ID
+	// of the disk at that point (a vSphere CBT change ID): the base from
+	// which the next backup reads only changed areas.
+	ChangeID string `json:"changeId,omitempty" yaml:"-"`
 }
 
 // RecoveryPoint is a consistent backup of all disks of a VM at one time,

@@ -66,7 +66,7 @@ func Example() {
 		log.Fatal(err)
 	}
 	for _, p := range points {
-		fmt.Println("point", p.Time.Format(time.RFC3339), p.Disks)
+		fmt.Println("point", p.Time.Format(time.RFC3339), p.Disks[0].Name, p.Disks[0].Size)
 	}
 	src, err := store.OpenDisk(ctx, "web-1", points[0].ID, "disk-0")
 	if err != nil {
@@ -81,7 +81,7 @@ func Example() {
 	fmt.Println("identical:", bytes.Equal(got, disk.Bytes()))
 	// Output:
 	// copied 2 blocks, verified true
-	// point 2026-11-26T06:10:00Z [{disk-0 3145728}]
+	// point 2026-11-26T06:10:00Z disk-0 3145728
 	// allocated: [{0 524288} {2097152 524288}]
 	// identical: true
 }

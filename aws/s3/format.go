@@ -206,6 +206,9 @@ type pointDisk struct {
 	// Manifest is the checksum of the disk's manifest, binding the manifest
 	// to the commit.
 	Manifest string `json:"manifestChecksum"`
+	// ChangeID is the hypervisor's change-tracking ID of the disk at this
+	// point (draas.Disk.ChangeID), if the backup had one.
+	ChangeID string `json:"changeId,omitempty"`
 }
 
 // pointRecord is the commit record of a recovery point (point.json).
@@ -228,6 +231,9 @@ func (p *pointRecord) canonicalSum() string {
 	fmt.Fprintf(h, "draas-recovery-point %d\nvm %s\nid %s\ntime %s\nbase %s\n", p.Format, p.VM, p.ID, p.Time, p.Base)
 	for _, d := range p.Disks {
 		fmt.Fprintf(h, "disk %s %d %s\n", d.Name, d.Size, d.Manifest)
+		if d.ChangeID != "" {
+			fmt.Fprintf(h, "change %s %q\n", d.Name, d.ChangeID)
+		}
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }
@@ -239,7 +245,7 @@ func (p *pointRecord) recoveryPoint() (draas.RecoveryPoint, error) {
 	}
 	rp := draas.RecoveryPoint{VM: p.VM, ID: p.ID, Time: t, Disks: make([]draas.Disk, len(p.Disks))}
 	for i, d := range p.Disks {
-		rp.Disks[i] = draas.Disk{Name: d.Name, Size: d.Size}
+		rp.Disks[i] = draas.Disk{Name: d.Name, Size: d.Size, ChangeID: d.ChangeID}
 	}
 	return rp, nil
 }

@@ -861,3 +861,35 @@ func TestConcurrentReads(t *testing.T) {
 		t.Errorf("ReadAt with a cancelled context: %v", err)
 	}
 }
+
+// TestChangeIDsRoundTrip checks that a disk's change-tracking ID given to
+// BeginPoint comes back from Points, bound to the point's checksum.
+func TestChangeIDsRoundTrip(t *testing.T) {
+	e := newEnv(t)
+	st := e.store("p", s3.Options{})
+	ctx := t.Context()
+	disks := []draas.Disk{{Name: "os", Size: s3.BlockSize, ChangeID: `52 3a-"b" 7f/12`}, {Name: "data", Size: s3.BlockSize}}
+	w, err := st.BeginPoint(ctx, "vm", disks, e.clock.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range disks {
+		sink, err := w.Disk(d.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sink.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pts, err := st.Points(ctx, "vm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pts) != 1 || pts[0].Disks[0].ChangeID != disks[0].ChangeID || pts[0].Disks[1].ChangeID != "" {
+		t.Fatalf("points %+v: change IDs did not round-trip", pts)
+	}
+}

@@ -269,6 +269,50 @@ func (w *PointWriter) Disk(name string) (*Sink, error) {
 	return sk, nil
 }
 
+// DiskOnBase is like Disk, but the sink starts with the blocks of the same
+// disk in the writer's base point (see Base), so that an incremental
+// backup writes only the areas that changed — for example those a
+// hypervisor's change tracking reports — and every block it does not write
+// keeps the base's content. Zero blocks must then be written too
+// (NeedsZeroWrites reports true). Without a base, or when the base has no
+// disk of that name and size, it is the same as Disk: NeedsZeroWrites
+// reports false and the whole disk must be written.
+func (w *PointWriter) DiskOnBase(ctx context.Context, name string) (*Sink, error) {
+	sk, err := w.Disk(name)
+	if err != nil || w.base == "" {
+		return sk, err
+	}
+	rec, err := w.s.loadPoint(ctx, w.vm, w.base)
+	if err != nil {
+		_ = sk.Abort(ctx)
+		return nil, fmt.Errorf("disk %s of point %s: read base point %s: %w", name, w.id, w.base, err)
+	}
+	d, ok := rec.disk(name)
+	if !ok || d.Size != sk.disk.Size {
+		return sk, nil
+	}
+	m, err := w.s.loadManifest(ctx, w.vm, w.base, name, d.Manifest)
+	if err != nil {
+		_ = sk.Abort(ctx)
+		return nil, fmt.Errorf("disk %s of point %s: read base manifest: %w", name, w.id, err)
+	}
+	sk.mu.Lock()
+	defer sk.mu.Unlock()
+	sk.onBase = true
+	for _, b := range m.Blocks {
+		sk.blocks[b.Index] = b.Sum
+	}
+	return sk, nil
+}
+
+// NeedsZeroWrites reports whether zero blocks must be written: true for a
+// sink from DiskOnBase that started from a base's blocks.
+func (k *Sink) NeedsZeroWrites() bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.onBase
+}
+
 func newSink(w *PointWriter, d draas.Disk) *Sink {
 	sk := &Sink{w: w, disk: d, blocks: make(map[int64][32]byte)}
 	sk.nblocks = (d.Size + BlockSize - 1) / BlockSize
@@ -303,7 +347,7 @@ func (w *PointWriter) Commit(ctx context.Context) error {
 			missing = append(missing, d.Name)
 			continue
 		}
-		rec.Disks = append(rec.Disks, pointDisk{Name: d.Name, Size: d.Size, Manifest: m.Checksum})
+		rec.Disks = append(rec.Disks, pointDisk{Name: d.Name, Size: d.Size, Manifest: m.Checksum, ChangeID: d.ChangeID})
 	}
 	if len(missing) > 0 {
 		w.mu.Unlock()
@@ -450,6 +494,9 @@ type Sink struct {
 	nblocks  int64
 	lastLen  int
 	lastZero [32]byte
+	// onBase is set for a sink that starts from the base point's blocks
+	// (see PointWriter.DiskOnBase).
+	onBase bool
 
 	mu     sync.Mutex
 	state  state
