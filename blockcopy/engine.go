@@ -40,6 +40,7 @@ type copier struct {
 	zeroSum   [32]byte
 	limiter   *rate.Limiter
 	bufs      chan []byte
+	vbufs     chan []byte // the verify pass's second buffers
 	done      *bitmap
 	start     time.Time
 	verifySrc draas.VerifiableSink
@@ -491,6 +492,11 @@ func (c *copier) verify(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// A second pool: each verify needs a source and a sink buffer.
+	c.vbufs = make(chan []byte, c.opts.Concurrency)
+	for range c.opts.Concurrency {
+		c.vbufs <- make([]byte, c.bs)
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(c.opts.Concurrency)
 	for _, r := range runs {
@@ -510,9 +516,10 @@ func (c *copier) verify(ctx context.Context) error {
 func (c *copier) verifyBlock(ctx context.Context, got draas.BlockSource, i int64) error {
 	a := <-c.bufs
 	defer func() { c.bufs <- a }()
-	b := make([]byte, c.blockLen(i)) // verify is rare; keep the pool for copies
+	b := <-c.vbufs
+	defer func() { c.vbufs <- b }()
 	off := i * c.bs
-	a = a[:len(b)]
+	a, b = a[:c.blockLen(i)], b[:c.blockLen(i)]
 	read := func(src draas.BlockSource, p []byte, what string) error {
 		_, err := c.opts.Retry.Do(ctx, func(ctx context.Context) error {
 			n, err := src.ReadAt(ctx, p, off)

@@ -13,7 +13,8 @@ import (
 // no checkpoint, no progress events.
 type Options struct {
 	// Concurrency is the number of blocks read, hashed and written at once;
-	// 0 means 8. Peak memory is about (Concurrency+2) × the sink's block size.
+	// 0 means 8. Peak memory is about (Concurrency+1) × the sink's block
+	// size, twice that during the verify pass.
 	Concurrency int
 	// Extents, when non-nil, restricts the copy to these byte ranges (for
 	// example the extents changed since the sink's parent); blocks outside
