@@ -115,6 +115,9 @@ type Report struct {
 	End   time.Time                `json:"end"`
 	VMs   []VMReport               `json:"vms"`
 	Steps []orchestrate.StepReport `json:"steps"`
+	// CriticalPath is the chain of steps that determined the end time.
+	CriticalPath         []string      `json:"criticalPath"`
+	CriticalPathDuration time.Duration `json:"criticalPathDuration"`
 }
 
 // VM returns the report of the named VM.
@@ -184,7 +187,8 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (*Report, error) {
 	if runErr != nil && len(rep.Steps) == 0 {
 		return nil, runErr
 	}
-	out := &Report{Plan: p.Name, Mode: opts.Mode.String(), Start: rep.Start, End: rep.End, Steps: rep.Steps}
+	out := &Report{Plan: p.Name, Mode: opts.Mode.String(), Start: rep.Start, End: rep.End, Steps: rep.Steps,
+		CriticalPath: rep.CriticalPath, CriticalPathDuration: rep.CriticalPathDuration}
 	byID := map[string]orchestrate.StepReport{}
 	for _, s := range rep.Steps {
 		byID[s.ID] = s

@@ -30,7 +30,10 @@ import (
 type Plan struct {
 	// Name identifies the plan; DR copies and failover resources are tagged
 	// with it.
-	Name        string      `yaml:"name"`
+	Name string `yaml:"name"`
+	// RTO is the recovery time objective failover and drill reports are
+	// judged against; 0 means none.
+	RTO         Duration    `yaml:"rto"`
 	Replication Replication `yaml:"replication"`
 	AWS         AWS         `yaml:"aws"`
 	// Defaults apply to every VM that does not set the field itself.
