@@ -14,8 +14,8 @@ import (
 )
 
 // TargetsFromPlan returns the plan's RPO target (replication.rpo, or twice
-// replication.interval when that is 0, as replicate's status does) with
-// the given RTO target, which plans do not hold.
+// replication.interval when that is 0, as replicate's status does) and RTO
+// target: rto when positive, else the plan's rto.
 func TargetsFromPlan(p *plan.Plan, rto time.Duration) Targets {
 	t := Targets{RTO: rto}
 	if p != nil {
