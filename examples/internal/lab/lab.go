@@ -1,0 +1,415 @@
+// Package lab builds a whole simulated DR environment for a plan, for the
+// examples and their tests: an AWS account (awssim, with S3 for the backup
+// store) whose VPCs, subnets, security groups and DNS zones match the plan's
+// names, an on-premises site whose VMs hold generated disks, and "guests"
+// on loopback that answer the plan's health checks. Everything runs in the
+// process and talks only to 127.0.0.1.
+package lab
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	awsretry "github.com/aws/aws-sdk-go-v2/aws/retry"
+	awsebs "github.com/aws/aws-sdk-go-v2/service/ebs"
+	awsec2 "github.com/aws/aws-sdk-go-v2/service/ec2"
+	awsr53 "github.com/aws/aws-sdk-go-v2/service/route53"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/opendraas/draas"
+	"github.com/opendraas/draas/aws/ebs"
+	"github.com/opendraas/draas/aws/ec2"
+	"github.com/opendraas/draas/aws/route53"
+	"github.com/opendraas/draas/aws/s3"
+	"github.com/opendraas/draas/awssim"
+	"github.com/opendraas/draas/backup"
+	"github.com/opendraas/draas/draastest"
+	"github.com/opendraas/draas/failback"
+	"github.com/opendraas/draas/failover"
+	"github.com/opendraas/draas/plan"
+	"github.com/opendraas/draas/replicate"
+)
+
+// BlockSize of generated disks: the EBS and backup store block size.
+const BlockSize = 512 << 10
+
+// Options tunes a lab. The zero value is useful.
+type Options struct {
+	// Seed makes the generated disks repeatable; 0 means 1.
+	Seed uint64
+	// DiskMiB is the size of generated disks for VMs whose plan lists
+	// none; 0 means 64.
+	DiskMiB int64
+	// DataPercent is the share of generated disks that holds data; 0 means
+	// 60.
+	DataPercent int
+}
+
+// Lab is a simulated DR environment for one plan.
+type Lab struct {
+	// Plan is the plan with its subnet and security group names replaced
+	// by the simulator's IDs, and the simulator's image and zone.
+	Plan *plan.Plan
+	AWS  *awssim.Server
+	// Store is the backup store, in the simulator's S3.
+	Store    *s3.Store
+	Copies   *ebs.Copies
+	Launcher *ec2.Launcher
+	DNS      *route53.DNS
+	// Site is the on-premises vSphere site: a VM per plan VM, with its
+	// disks.
+	Site  *draastest.Hypervisor
+	EBS   *awsebs.Client
+	EC2   *awsec2.Client
+	S3    *awss3.Client
+	Probe failover.Prober
+
+	closers []func()
+	snaps   int
+}
+
+// fastRetryer backs off in milliseconds: the simulator throttles only when
+// told to.
+func fastRetryer() aws.Retryer {
+	return awsretry.NewStandard(func(o *awsretry.StandardOptions) {
+		o.MaxBackoff = 20 * time.Millisecond
+		o.RateLimiter = ratelimit.None
+	})
+}
+
+// Start builds the lab for p (which it does not modify).
+func Start(ctx context.Context, p *plan.Plan, opts Options) (*Lab, error) {
+	if opts.Seed == 0 {
+		opts.Seed = 1
+	}
+	if opts.DiskMiB <= 0 {
+		opts.DiskMiB = 64
+	}
+	if opts.DataPercent <= 0 {
+		opts.DataPercent = 60
+	}
+	srv, err := awssim.New(awssim.Options{})
+	if err != nil {
+		return nil, err
+	}
+	l := &Lab{AWS: srv, closers: []func(){srv.Close}}
+	l.EBS = srv.EBS(func(o *awsebs.Options) { o.Retryer = fastRetryer() })
+	l.EC2 = srv.EC2(func(o *awsec2.Options) { o.Retryer = fastRetryer() })
+	l.S3 = srv.S3(func(o *awss3.Options) { o.Retryer = fastRetryer() })
+	r53 := srv.Route53(func(o *awsr53.Options) { o.Retryer = fastRetryer() })
+	if err := l.network(ctx, p); err != nil {
+		l.Close()
+		return nil, err
+	}
+	for _, zone := range []string{p.DNS.Zone, p.Drill.DNSZone} {
+		if zone == "" {
+			continue
+		}
+		if _, err := r53.CreateHostedZone(ctx, &awsr53.CreateHostedZoneInput{Name: aws.String(zone), CallerReference: aws.String("lab-" + zone)}); err != nil {
+			l.Close()
+			return nil, fmt.Errorf("lab: hosted zone %s: %w", zone, err)
+		}
+	}
+	l.Store = s3.New(l.S3, "draas-backups", "lab", s3.Options{})
+	l.Copies = ebs.NewCopies(l.EBS, l.EC2, ebs.CopiesOptions{})
+	l.Launcher = ec2.New(l.EC2, ec2.Options{ImageID: l.Plan.AWS.ImageID, AvailabilityZone: l.Plan.AWS.AvailabilityZone, PollInterval: 5 * time.Millisecond})
+	l.DNS = route53.New(r53, route53.Options{PollInterval: 5 * time.Millisecond})
+	if l.Probe, err = l.guests(); err != nil {
+		l.Close()
+		return nil, err
+	}
+	l.Site = draastest.NewHypervisor(nil)
+	rng := rand.New(rand.NewPCG(opts.Seed, 7))
+	for _, vm := range p.VMs {
+		disks := vm.Disks
+		if len(disks) == 0 {
+			disks = []draas.Disk{{Name: "os", Size: opts.DiskMiB << 20}}
+		}
+		shape := draas.Shape{CPUs: 2, MemoryMiB: 4096, Firmware: "bios", Disks: disks}
+		var contents []*draastest.Disk
+		for _, d := range disks {
+			contents = append(contents, generate(rng, d.Size, opts.DataPercent))
+		}
+		if err := l.Site.AddVM(vm.Name, shape, contents...); err != nil {
+			l.Close()
+			return nil, err
+		}
+	}
+	return l, nil
+}
+
+// network makes the plan's subnets and security groups, production and
+// drill, and rewrites the plan to use their IDs.
+func (l *Lab) network(ctx context.Context, p *plan.Plan) error {
+	cp := *p
+	cp.VMs = slices.Clone(p.VMs)
+	azs := l.AWS.AvailabilityZones()
+	cp.AWS.AvailabilityZone = azs[0]
+	if cp.AWS.ImageID == "" {
+		cp.AWS.ImageID = l.AWS.DefaultImageID()
+	}
+	prod, err := l.AWS.AddVPC("10.0.0.0/16", map[string]string{"Name": p.Name + "-production"})
+	if err != nil {
+		return err
+	}
+	drill, err := l.AWS.AddVPC("10.99.0.0/16", map[string]string{"Name": p.Name + "-drill"})
+	if err != nil {
+		return err
+	}
+	subnets := map[string]string{}
+	next := 1
+	subnet := func(vpc, name, prefix string, ip string) (string, error) {
+		if name == "" {
+			return "", nil
+		}
+		if id, ok := subnets[name]; ok {
+			return id, nil
+		}
+		cidr := fmt.Sprintf("%s.%d.0/24", prefix, next)
+		if a, err := netip.ParseAddr(ip); err == nil && a.Is4() && vpc == prod {
+			b := a.As4()
+			if b[0] == 10 && b[1] == 0 {
+				cidr = fmt.Sprintf("10.0.%d.0/24", b[2])
+			}
+		}
+		next++
+		id, err := l.AWS.AddSubnet(vpc, azs[0], cidr, map[string]string{"Name": name})
+		if err != nil {
+			return "", fmt.Errorf("lab: subnet %s (%s): %w", name, cidr, err)
+		}
+		subnets[name] = id
+		return id, nil
+	}
+	groups := map[string]string{}
+	group := func(vpc, name string) (string, error) {
+		key := vpc + "/" + name
+		if id, ok := groups[key]; ok {
+			return id, nil
+		}
+		out, err := l.EC2.CreateSecurityGroup(ctx, &awsec2.CreateSecurityGroupInput{GroupName: aws.String(name), Description: aws.String(name), VpcId: aws.String(vpc)})
+		if err != nil {
+			return "", fmt.Errorf("lab: security group %s: %w", name, err)
+		}
+		groups[key] = aws.ToString(out.GroupId)
+		return groups[key], nil
+	}
+	groupsOf := func(vpc string, names []string) ([]string, error) {
+		var ids []string
+		for _, n := range names {
+			id, err := group(vpc, n)
+			if err != nil {
+				return nil, err
+			}
+			ids = append(ids, id)
+		}
+		return ids, nil
+	}
+	// VMs with fixed addresses first, so their subnets get matching ranges.
+	order := slices.Clone(cp.VMs)
+	slices.SortStableFunc(order, func(a, b plan.VM) int {
+		if (a.PrivateIP != "") == (b.PrivateIP != "") {
+			return 0
+		}
+		if a.PrivateIP != "" {
+			return -1
+		}
+		return 1
+	})
+	for _, vm := range order {
+		if _, err := subnet(prod, p.Subnet(vm), "10.0", vm.PrivateIP); err != nil {
+			return err
+		}
+	}
+	for i, vm := range cp.VMs {
+		if vm.Subnet != "" {
+			cp.VMs[i].Subnet = subnets[vm.Subnet]
+		}
+		if len(vm.SecurityGroups) > 0 {
+			if cp.VMs[i].SecurityGroups, err = groupsOf(prod, vm.SecurityGroups); err != nil {
+				return err
+			}
+		}
+	}
+	if cp.Defaults.Subnet != "" {
+		if cp.Defaults.Subnet, err = subnet(prod, p.Defaults.Subnet, "10.0", ""); err != nil {
+			return err
+		}
+	}
+	if cp.Defaults.SecurityGroups, err = groupsOf(prod, p.Defaults.SecurityGroups); err != nil {
+		return err
+	}
+	if p.Drill.Subnet != "" {
+		if cp.Drill.Subnet, err = subnet(drill, p.Drill.Subnet, "10.99", ""); err != nil {
+			return err
+		}
+		if cp.Drill.SecurityGroups, err = groupsOf(drill, p.Drill.SecurityGroups); err != nil {
+			return err
+		}
+	}
+	l.Plan = &cp
+	return nil
+}
+
+// guests answers every TCP and HTTP health check on loopback: the prober's
+// dialer sends every instance address there, so nothing leaves 127.0.0.1.
+func (l *Lab) guests() (failover.Prober, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}), ReadHeaderTimeout: time.Second}
+	go srv.Serve(ln)
+	l.closers = append(l.closers, func() { srv.Close() })
+	return failover.NetProber{Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, network, ln.Addr().String())
+	}}, nil
+}
+
+// generate returns a disk whose data lies in runs of 64 KiB to 2 MiB.
+func generate(rng *rand.Rand, size int64, percent int) *draastest.Disk {
+	d := draastest.NewDisk(size, BlockSize)
+	const unit = 64 << 10
+	buf := make([]byte, 32*unit)
+	for off := int64(0); off < size; {
+		n := min(int64(1+rng.IntN(32))*unit, size-off)
+		if rng.IntN(100) < percent {
+			p := buf[:n]
+			for i := 0; i+8 <= len(p); i += 8 {
+				v := rng.Uint64()
+				for j := range 8 {
+					p[i+j] = byte(v >> (8 * j))
+				}
+			}
+			_, _ = d.WriteAt(p, off)
+		}
+		off += n
+	}
+	return d
+}
+
+// Close stops everything.
+func (l *Lab) Close() {
+	for i := len(l.closers) - 1; i >= 0; i-- {
+		l.closers[i]()
+	}
+}
+
+// Change writes new data into the given fraction of the blocks of every
+// disk of vm on the site, as the running VM would, and returns how many
+// blocks changed.
+func (l *Lab) Change(vm string, fraction float64, seed uint64) (int, error) {
+	rng := rand.New(rand.NewPCG(seed, 11))
+	shape, err := l.Site.VMShape(context.Background(), vm)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for i := range shape.Disks {
+		d, err := l.Site.Disk(vm, i)
+		if err != nil {
+			return 0, err
+		}
+		blocks := int((d.Size() + BlockSize - 1) / BlockSize)
+		p := make([]byte, 4096)
+		for range max(1, int(float64(blocks)*fraction)) {
+			for j := range p {
+				p[j] = byte(rng.Uint32()) | 1
+			}
+			off := int64(rng.IntN(blocks)) * BlockSize
+			if off+int64(len(p)) > d.Size() {
+				off = d.Size() - int64(len(p))
+			}
+			_, _ = d.WriteAt(p, off)
+			n++
+		}
+	}
+	return n, nil
+}
+
+// Backups is the backup store as replication reads it.
+func (l *Lab) Backups() replicate.Backups { return replicate.BackupsOf(l.Store) }
+
+// BackupStore is the backup store as backup writes it.
+func (l *Lab) BackupStore() backup.Store { return backup.StoreOf(l.Store) }
+
+// Snapshotter returns the site as a backup.Hypervisor: a snapshot records a
+// version of each disk, whose name serves as its CBT change ID.
+func (l *Lab) Snapshotter() backup.Hypervisor { return siteSnapshots{l} }
+
+type siteSnapshots struct{ l *Lab }
+
+type siteSnapshot struct {
+	disks []*draastest.Disk
+	spec  []draas.Disk
+}
+
+// Snapshot records a version of each disk of vm. The lab's VMs do not
+// change while they are backed up, so the snapshot reads the disks
+// themselves, which also answer ChangedExtents since earlier versions.
+func (s siteSnapshots) Snapshot(ctx context.Context, vm string) (backup.Snapshot, error) {
+	shape, err := s.l.Site.VMShape(ctx, vm)
+	if err != nil {
+		return nil, err
+	}
+	s.l.snaps++
+	snap := &siteSnapshot{}
+	for i, d := range shape.Disks {
+		disk, err := s.l.Site.Disk(vm, i)
+		if err != nil {
+			return nil, err
+		}
+		d.ChangeID = fmt.Sprintf("52 %d/%d", s.l.snaps, i)
+		disk.Version(d.ChangeID)
+		snap.disks = append(snap.disks, disk)
+		snap.spec = append(snap.spec, d)
+	}
+	return snap, nil
+}
+
+func (s *siteSnapshot) Disks() []draas.Disk { return s.spec }
+
+func (s *siteSnapshot) Open(ctx context.Context, i int) (draas.BlockSource, error) {
+	return s.disks[i], nil
+}
+
+func (s *siteSnapshot) Close(context.Context) error { return nil }
+
+// Replicator returns a replicator for the lab's plan.
+func (l *Lab) Replicator(opts replicate.Options) (*replicate.Replicator, error) {
+	return replicate.New(l.Plan.ReplicationPlan(), l.Backups(), l.Copies, opts)
+}
+
+// Failover returns failover options for the lab (mode Failover or Drill).
+func (l *Lab) Failover(mode failover.Mode) failover.Options {
+	return failover.Options{
+		Mode: mode, Launcher: l.Launcher, Copies: l.Copies, DNS: l.DNS, DrillDNS: l.DNS,
+		Prober: l.Probe, PollInterval: 5 * time.Millisecond,
+	}
+}
+
+// Failback returns failback options bringing the VMs of rep (a failover's
+// report) back to the site, pointing DNS back to what it said before.
+func (l *Lab) Failback(mode failback.Mode, rep *failover.Report) failback.Options {
+	targets := map[string]failback.Target{}
+	for _, v := range rep.VMs {
+		targets[v.VM] = failback.Target{InstanceID: v.InstanceID, Records: v.PreviousRecords}
+	}
+	return failback.Options{
+		Mode: mode, Cloud: l.Launcher, Hypervisor: l.Site, DNS: l.DNS, Targets: targets,
+		OpenSnapshot: func(ctx context.Context, id string) (draas.BlockSource, error) {
+			return ebs.OpenSnapshot(ctx, l.EBS, id, ebs.SourceOptions{})
+		},
+	}
+}
+
+// LoseSite replaces the on-premises site with a rebuilt, empty one: the
+// disaster, as failback finds it.
+func (l *Lab) LoseSite() { l.Site = draastest.NewHypervisor(nil) }
