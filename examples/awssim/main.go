@@ -34,15 +34,19 @@ func main() {
 	defer srv.Close()
 
 	fmt.Println(srv.URL)
+	fmt.Printf("s3 %s\n", srv.S3URL)
 	fmt.Printf(`
-Point any AWS client at this endpoint with dummy credentials, for example:
+The first line is the endpoint of EBS, EC2 and Route53; S3 (path-style)
+has its own, on the second line. Point any AWS client at them with dummy
+credentials, for example:
 
   export AWS_ACCESS_KEY_ID=AKID AWS_SECRET_ACCESS_KEY=SECRET AWS_DEFAULT_REGION=%s
   aws --endpoint-url %s ebs start-snapshot --volume-size 1
   aws --endpoint-url %s ec2 describe-snapshots
+  aws --endpoint-url %s s3 ls
 
 Serving until interrupted.
-`, *region, srv.URL, srv.URL)
+`, *region, srv.URL, srv.URL, srv.S3URL)
 
 	<-ctx.Done()
 }
