@@ -3,6 +3,7 @@ package failback_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"math/rand/v2"
 	"path/filepath"
 	"testing"
@@ -12,6 +13,8 @@ import (
 	awsec2 "github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/vmware/govmomi/simulator"
+	"github.com/vmware/govmomi/vim25/soap"
 
 	"github.com/opendraas/draas"
 	"github.com/opendraas/draas/aws/ebs"
@@ -21,6 +24,7 @@ import (
 	"github.com/opendraas/draas/failback"
 	"github.com/opendraas/draas/orchestrate"
 	"github.com/opendraas/draas/plan"
+	"github.com/opendraas/draas/vsphere"
 )
 
 const blk = 512 << 10
@@ -29,7 +33,7 @@ type env struct {
 	t        *testing.T
 	srv      *awssim.Server
 	launcher *ec2.Launcher
-	hv       *draastest.Hypervisor
+	hv       draas.Hypervisor
 	dns      *draastest.DNS
 	plan     *plan.Plan
 	inst     map[string]draas.Instance
@@ -112,22 +116,29 @@ func (e *env) options(mode failback.Mode) failback.Options {
 // bytes.
 func (e *env) checkVM(vm string) {
 	e.t.Helper()
-	shape, err := e.hv.VMShape(context.Background(), vm)
+	ctx := context.Background()
+	shape, err := e.hv.VMShape(ctx, vm)
 	require.NoError(e.t, err)
 	want := map[string][2]int64{"db": {2, 16384}, "app": {2, 8192}}[vm]
 	assert.Equal(e.t, int(want[0]), shape.CPUs, vm)
 	assert.Equal(e.t, want[1], shape.MemoryMiB, vm)
 	require.Len(e.t, shape.Disks, len(e.inst[vm].VolumeIDs))
+	// vSphere reads the disks of a powered-off VM only.
+	require.NoError(e.t, e.hv.PowerOff(ctx, vm))
+	defer func() { require.NoError(e.t, e.hv.PowerOn(ctx, vm)) }()
 	for i, v := range e.inst[vm].VolumeIDs {
 		assert.Equal(e.t, int64(1<<30), shape.Disks[i].Size)
-		d, err := e.hv.Disk(vm, i)
+		d, err := e.hv.ReadDisk(ctx, vm, i)
 		require.NoError(e.t, err)
 		got, want := make([]byte, 8<<20), make([]byte, 8<<20)
 		for off := int64(0); off < d.Size(); off += int64(len(got)) {
-			_, err := d.ReadAt(context.Background(), got, off)
+			_, err := d.ReadAt(ctx, got, off)
 			require.NoError(e.t, err)
 			require.NoError(e.t, e.srv.ReadVolume(v, off, want))
 			require.True(e.t, bytes.Equal(want, got), "disk %d of %s holds the EC2 volume's bytes at %d", i, vm, off)
+		}
+		if c, ok := d.(interface{ Close() error }); ok {
+			c.Close()
 		}
 	}
 }
@@ -139,7 +150,7 @@ func TestDirectFailback(t *testing.T) {
 	require.NoError(t, err)
 	for _, vm := range []string{"db", "app"} {
 		e.checkVM(vm)
-		on, err := e.hv.PoweredOn(vm)
+		on, err := e.hv.(*draastest.Hypervisor).PoweredOn(vm)
 		require.NoError(t, err)
 		assert.True(t, on, vm)
 		rec, err := e.dns.Lookup(ctx, "example.com.", vm+".example.com.", "A")
@@ -155,37 +166,75 @@ func TestDirectFailback(t *testing.T) {
 }
 
 func TestPreSeedThenCutOverCopiesOnlyChanges(t *testing.T) {
-	ctx := context.Background()
+	testPreSeedThenCutOver(t, newEnv(t))
+}
+
+// TestPreSeedThenCutOverIntoVCSim fails back into govmomi's vCenter
+// simulator through package vsphere.
+func TestPreSeedThenCutOverIntoVCSim(t *testing.T) {
+	if testing.Short() {
+		t.Skip("uploads whole 1 GiB disks to vcsim")
+	}
 	e := newEnv(t)
+	model := simulator.VPX()
+	t.Cleanup(model.Remove)
+	require.NoError(t, model.Create())
+	model.Service.TLS = new(tls.Config)
+	server := model.Service.NewServer()
+	t.Cleanup(server.Close)
+	h, err := vsphere.Dial(context.Background(), server.URL.String(), vsphere.Options{Thumbprint: soap.ThumbprintSHA256(server.Certificate())})
+	require.NoError(t, err)
+	t.Cleanup(func() { h.Close(context.Background()) })
+	e.hv = h
+	// One VM keeps the test short: every vSphere commit uploads a whole
+	// 1 GiB disk.
+	app := e.plan.VMs[1]
+	app.DependsOn = nil
+	e.plan.VMs = []plan.VM{app}
+	testPreSeedThenCutOver(t, e)
+}
+
+func testPreSeedThenCutOver(t *testing.T, e *env) {
+	ctx := context.Background()
+	vm := e.plan.VMs[0].Name
 	pre, err := failback.Run(ctx, e.plan, e.options(failback.PreSeed))
 	require.NoError(t, err)
-	st, err := e.launcher.Status(ctx, e.inst["db"].ID)
+	st, err := e.launcher.Status(ctx, e.inst[vm].ID)
 	require.NoError(t, err)
 	assert.Equal(t, "running", st.State, "pre-seeding does not stop the instance")
-	on, _ := e.hv.PoweredOn("db")
-	assert.False(t, on)
+	if site, ok := e.hv.(*draastest.Hypervisor); ok {
+		on, _ := site.PoweredOn(vm)
+		assert.False(t, on)
+	}
 
 	// The guest keeps writing; the cut-over copies only that.
-	changed := e.write("db", 0.01, 99)
+	changed := e.write(vm, 0.01, 99)
 	opts := e.options(failback.CutOver)
-	for vm, t := range opts.Targets {
-		v, _ := pre.VM(vm)
+	for name, t := range opts.Targets {
+		v, _ := pre.VM(name)
 		t.PreSeedSnapshots = v.Snapshots
-		opts.Targets[vm] = t
+		opts.Targets[name] = t
 	}
 	rep, err := failback.Run(ctx, e.plan, opts)
 	require.NoError(t, err)
-	db, _ := rep.VM("db")
-	preDB, _ := pre.VM("db")
+	got, _ := rep.VM(vm)
+	preVM, _ := pre.VM(vm)
 	// Each write touched one 512 KiB EBS block, which is all that is
-	// copied of it.
-	assert.LessOrEqual(t, db.BytesCopied, int64(changed)*blk, "the cut-over copies only blocks changed since the pre-seed")
-	assert.Positive(t, db.BytesCopied)
-	app, _ := rep.VM("app")
-	assert.Zero(t, app.BlocksCopied, "app did not change after the pre-seed")
-	e.checkVM("db")
-	e.checkVM("app")
-	t.Logf("pre-seed copied %d bytes; cut-over copied %d, downtime %v", preDB.BytesCopied, db.BytesCopied, db.Downtime)
+	// copied of it (rounded up to the sink's blocks: 1 MiB for vSphere).
+	sinkBlock := int64(blk)
+	if _, ok := e.hv.(*vsphere.Hypervisor); ok {
+		sinkBlock = vsphere.SinkBlockSize
+	}
+	assert.LessOrEqual(t, got.BytesCopied, int64(changed)*sinkBlock, "the cut-over copies only blocks changed since the pre-seed")
+	assert.Positive(t, got.BytesCopied)
+	for _, v := range e.plan.VMs {
+		if v.Name != vm {
+			other, _ := rep.VM(v.Name)
+			assert.Zero(t, other.BlocksCopied, "%s did not change after the pre-seed", v.Name)
+		}
+		e.checkVM(v.Name)
+	}
+	t.Logf("pre-seed copied %d bytes; cut-over copied %d, downtime %v", preVM.BytesCopied, got.BytesCopied, got.Downtime)
 }
 
 func TestKillMidFailbackResumes(t *testing.T) {
@@ -207,7 +256,7 @@ func TestKillMidFailbackResumes(t *testing.T) {
 	for _, v := range rep.VMs {
 		assert.True(t, v.Up, v.VM)
 	}
-	assert.ElementsMatch(t, []string{"db", "app"}, e.hv.VMs(), "no duplicate VM")
+	assert.ElementsMatch(t, []string{"db", "app"}, e.hv.(*draastest.Hypervisor).VMs(), "no duplicate VM")
 	e.checkVM("db")
 	e.checkVM("app")
 }

@@ -150,7 +150,9 @@ func Compile(p *plan.Plan, opts Options) (*orchestrate.Graph, error) {
 	}
 	g := &orchestrate.Graph{}
 	add := func(s orchestrate.Step) error {
-		s.Retry = opts.Retry
+		if s.Retry.MaxAttempts == 0 {
+			s.Retry = opts.Retry
+		}
 		return g.Add(s)
 	}
 	if err := add(orchestrate.Step{ID: runStep, Priority: 100, Run: func(ctx context.Context) error {
@@ -166,7 +168,7 @@ func Compile(p *plan.Plan, opts Options) (*orchestrate.Graph, error) {
 			{ID: sid(vm.Name, "volumes"), Deps: []string{sid(vm.Name, "select")}, Run: r.volumes},
 			{ID: sid(vm.Name, "prepare"), Deps: []string{sid(vm.Name, "volumes")}, Run: r.prepare},
 			{ID: sid(vm.Name, "launch"), Deps: append([]string{sid(vm.Name, "prepare")}, depsHealthy(vm)...), Run: r.launch},
-			{ID: sid(vm.Name, "healthy"), Deps: []string{sid(vm.Name, "launch")}, Run: r.healthy, Timeout: p.HealthTimeout(vm)},
+			{ID: sid(vm.Name, "healthy"), Deps: []string{sid(vm.Name, "launch")}, Run: r.healthy, Timeout: p.HealthTimeout(vm), Retry: retry.Policy{MaxAttempts: 1}},
 		}
 		if len(vm.DNS) > 0 && r.dns() != nil {
 			steps = append(steps,
@@ -286,9 +288,9 @@ func (r *vmRun) selectCopy(ctx context.Context) error {
 		}
 	}
 	if chosen == nil {
-		what := "a complete DR copy"
+		what := "complete DR copy"
 		if r.vm.RecoveryPoint != "" {
-			what = "a complete DR copy of recovery point " + r.vm.RecoveryPoint
+			what = "complete DR copy of recovery point " + r.vm.RecoveryPoint
 		}
 		return fmt.Errorf("failover %s: VM %s has no %s: replicate it first: %w", r.p.Name, r.vm.Name, what, draas.ErrNotFound)
 	}

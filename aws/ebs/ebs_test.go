@@ -286,3 +286,22 @@ func TestSinkConformance(t *testing.T) {
 		}
 	})
 }
+
+func TestEncryptedIncrementalInheritsEncryption(t *testing.T) {
+	ctx := context.Background()
+	srv, client := newSim(t)
+	src := disk(6, 0.02)
+	opts := ebs.SinkOptions{Encrypted: true}
+	full, err := ebs.NewSink(ctx, client, src.Size(), opts)
+	require.NoError(t, err)
+	_, err = blockcopy.Copy(ctx, full, src, blockcopy.Options{})
+	require.NoError(t, err)
+	opts.ParentSnapshotID = full.SnapshotID()
+	inc, err := ebs.NewSink(ctx, client, src.Size(), opts)
+	require.NoError(t, err, "the same options with a parent are accepted")
+	_, err = blockcopy.Copy(ctx, inc, src, blockcopy.Options{Extents: []draas.Extent{}})
+	require.NoError(t, err)
+	info, err := srv.SnapshotInfo(inc.SnapshotID())
+	require.NoError(t, err)
+	assert.True(t, info.Encrypted, "the incremental snapshot is encrypted like its parent")
+}

@@ -52,8 +52,8 @@ type AdaptiveLimit struct {
 	throttled int64
 }
 
-// NewAdaptiveLimit returns a limit that starts at max requests per second
-// and stays between min and max.
+// NewAdaptiveLimit returns a limit that starts at hi requests per second
+// and stays between lo and hi.
 func NewAdaptiveLimit(lo, hi float64) *AdaptiveLimit {
 	if hi <= 0 {
 		hi = 1000

@@ -155,7 +155,9 @@ func NewSink(ctx context.Context, api API, size int64, opts SinkOptions) (*Sink,
 	if opts.ClientToken != "" {
 		in.ClientToken = aws.String(opts.ClientToken)
 	}
-	if opts.Encrypted || opts.KMSKeyARN != "" {
+	// An incremental snapshot inherits its parent's encryption: AWS rejects
+	// Encrypted together with ParentSnapshotId.
+	if (opts.Encrypted || opts.KMSKeyARN != "") && opts.ParentSnapshotID == "" {
 		in.Encrypted = aws.Bool(true)
 		if opts.KMSKeyARN != "" {
 			in.KmsKeyArn = aws.String(opts.KMSKeyARN)
