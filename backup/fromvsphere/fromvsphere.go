@@ -36,7 +36,9 @@ type snapshot struct{ b *vsphere.Backup }
 
 // DiskName turns a vSphere disk name ("scsi0:1") into a backup store disk
 // name ("scsi0-1").
-func DiskName(name string) string { return strings.NewReplacer(":", "-", " ", "-", "/", "-").Replace(name) }
+func DiskName(name string) string {
+	return strings.NewReplacer(":", "-", " ", "-", "/", "-").Replace(name)
+}
 
 func (s snapshot) Disks() []draas.Disk {
 	out := make([]draas.Disk, len(s.b.Disks))
