@@ -23,6 +23,26 @@ type sinkOptions struct {
 	Overwrite bool
 	// Resume continues the partial output of an interrupted copy.
 	Resume bool
+	// State is the sink's state saved in the checkpoint of the copy being
+	// resumed, or nil. Sinks in the cloud continue the pending snapshot or
+	// recovery point it names.
+	State []byte
+	// Source is the SOURCE argument, for descriptions.
+	Source string
+}
+
+// createdSink is a sink that creates a resource whose name is known only
+// once it exists (a recovery point, a snapshot). Created returns the URL
+// that reads it back; diskcopy prints it.
+type createdSink interface {
+	Created() string
+}
+
+// coveringSink is a sink that starts with content of its own (an EBS
+// snapshot on a parent): Cover returns extents the copy must write besides
+// the source's allocated ones, for the result to equal the source.
+type coveringSink interface {
+	Cover(ctx context.Context) ([]draas.Extent, error)
 }
 
 // scheme is one kind of place a disk can live, named by a URL scheme. A
@@ -44,6 +64,9 @@ type scheme struct {
 	// for the message that says how to resume; nil when it keeps none that
 	// a user can see.
 	partial func(u *url.URL) string
+	// check checks the form of a URL of this scheme for a role, before
+	// anything is opened; nil accepts any.
+	check func(u *url.URL, r role) error
 }
 
 func (s scheme) planned() bool { return s.open == nil && s.create == nil }
@@ -52,8 +75,9 @@ func (s scheme) planned() bool { return s.open == nil && s.create == nil }
 // them. A new kind of source or sink is one more entry.
 type schemes []scheme
 
-// defaultSchemes returns the schemes this build of diskcopy knows.
-func defaultSchemes() schemes {
+// defaultSchemes returns the schemes this build of diskcopy knows. The s3
+// and ebs schemes make their AWS clients with c.
+func defaultSchemes(c *cloud) schemes {
 	return schemes{
 		{
 			name:    "file",
@@ -62,16 +86,23 @@ func defaultSchemes() schemes {
 			open:    openFile,
 			create:  createFile,
 			partial: filePartial,
+			check:   func(u *url.URL, _ role) error { _, err := filePath(u); return err },
 		},
 		{
 			name:    "s3",
 			example: "s3://bucket/prefix/vm/point/disk",
-			about:   "a disk of a recovery point in an S3 backup store",
+			about:   "a disk of a recovery point in an S3 backup store; point is an ID or latest,\nor new as SINK: a new point, whose URL is printed",
+			open:    c.openS3,
+			create:  c.createS3,
+			check:   func(u *url.URL, r role) error { _, err := parseS3(u, r); return err },
 		},
 		{
 			name:    "ebs",
 			example: "ebs://snap-0123456789abcdef0",
-			about:   "an EBS snapshot, through the EBS direct APIs",
+			about:   "an EBS snapshot, through the EBS direct APIs; as SINK ebs://new, or\nebs://new?parent=snap-… for one incremental on a parent; its URL is printed",
+			open:    c.openEBS,
+			create:  c.createEBS,
+			check:   func(u *url.URL, r role) error { _, err := parseEBS(u, r); return err },
 		},
 		{
 			name:    "vmdk",
@@ -115,7 +146,7 @@ func (ss schemes) help() string {
 		if s.planned() {
 			status = " [planned]"
 		}
-		fmt.Fprintf(&b, "  %-58s %s%s\n", s.example, s.about, status)
+		fmt.Fprintf(&b, "  %s%s\n      %s\n", s.example, status, strings.ReplaceAll(s.about, "\n", "\n      "))
 	}
 	return b.String()
 }
@@ -170,8 +201,8 @@ func (ss schemes) parse(arg string, r role) (endpoint, error) {
 	case r == roleSink && s.create == nil:
 		return endpoint{}, fmt.Errorf("%s %q: scheme %q can only be read, not written", r, arg, s.name)
 	}
-	if s.name == "file" {
-		if _, err := filePath(u); err != nil {
+	if s.check != nil {
+		if err := s.check(u, r); err != nil {
 			return endpoint{}, fmt.Errorf("%s %q: %v", r, arg, err)
 		}
 	}

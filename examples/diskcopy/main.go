@@ -7,13 +7,31 @@
 //
 //	diskcopy [flags] SOURCE SINK
 //
-// SOURCE and SINK are URLs; today file:///abs/path/disk.raw (or a bare path)
-// names a raw image file or block device. Other schemes (s3, ebs, vmdk,
-// vsphere) are listed by -h and will be added as the library grows.
+// SOURCE and SINK are URLs:
 //
-// Human messages go to stderr; with --json, stdout holds the copy's
-// blockcopy.Stats as JSON. The exit code is 0 when the copy succeeded, 1
-// when it failed or was interrupted, and 2 for a usage error.
+//	file:///abs/path/disk.raw          a raw image file or block device (or a bare path)
+//	s3://bucket/prefix/vm/point/disk   a disk of a recovery point in an S3 backup store;
+//	                                   point is an ID or "latest", and "new" as SINK
+//	ebs://snap-0123456789abcdef0       an EBS snapshot, through the EBS direct APIs;
+//	                                   as SINK ebs://new or ebs://new?parent=snap-…
+//
+// Other schemes (vmdk, vsphere) are listed by -h and will be added as the
+// library grows. The s3 and ebs schemes use the AWS SDK's normal
+// configuration (environment, ~/.aws files, SSO, instance role);
+// --endpoint and --s3-endpoint (or AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_S3)
+// point them at a simulator such as examples/awssim, which prints its
+// endpoint and, on its second line, its S3 endpoint:
+//
+//	export AWS_ACCESS_KEY_ID=AKID AWS_SECRET_ACCESS_KEY=SECRET AWS_REGION=us-east-1
+//	diskcopy --endpoint URL --s3-endpoint S3URL disk.raw s3://backups/site-a/web-1/new/disk-0
+//	diskcopy --endpoint URL --s3-endpoint S3URL s3://backups/site-a/web-1/latest/disk-0 ebs://new
+//	diskcopy --endpoint URL ebs://snap-… copy.raw
+//
+// Human messages go to stderr. A SINK that creates a recovery point or a
+// snapshot prints the URL that reads it back on stdout; with --json, stdout
+// holds the copy's blockcopy.Stats as JSON instead, with that URL as
+// "created". The exit code is 0 when the copy succeeded, 1 when it failed or
+// was interrupted, and 2 for a usage error.
 package main
 
 import (
@@ -24,6 +42,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -33,6 +52,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 
+	"github.com/opendraas/draas"
 	"github.com/opendraas/draas/blockcopy"
 )
 
@@ -62,6 +82,17 @@ type config struct {
 	resume      bool
 	json        bool
 	quiet       bool
+
+	endpoint     string
+	s3Endpoint   string
+	changedSince string
+}
+
+// outcome is what a copy did: its statistics and, for a SINK that creates a
+// recovery point or snapshot, the URL that reads the new disk back.
+type outcome struct {
+	blockcopy.Stats
+	Created string `json:"created,omitempty"`
 }
 
 // usageError is a mistake in the command line (exit code 2).
@@ -85,7 +116,8 @@ func (e copyError) Unwrap() error { return e.err }
 // stderr, and returns the exit code. progress says whether stderr is a
 // terminal that can show a progress bar. ctx is cancelled on Ctrl-C.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, progress bool) int {
-	ss := defaultSchemes()
+	c := &cloud{notice: stderr}
+	ss := defaultSchemes(c)
 	cfg, err := parseArgs(args, ss, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return exitOK
@@ -94,7 +126,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, progress 
 		fmt.Fprintf(stderr, "diskcopy: %v\nRun 'diskcopy -h' for usage.\n", err)
 		return exitUsage
 	}
-	stats, err := copyDisk(ctx, cfg, stderr, progress && !cfg.quiet)
+	c.endpoint, c.s3Endpoint, c.concurrency = cfg.endpoint, cfg.s3Endpoint, cfg.concurrency
+	res, err := copyDisk(ctx, cfg, stderr, progress && !cfg.quiet)
+	stats := res.Stats
 	var ue usageError
 	if errors.As(err, &ue) {
 		fmt.Fprintf(stderr, "diskcopy: %v\n", err)
@@ -104,7 +138,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, progress 
 	ran := err == nil || errors.As(err, &ce)
 	if cfg.json && ran {
 		// Stats of a failed copy say how far it got; print them too.
-		out, jerr := json.MarshalIndent(stats, "", "  ")
+		out, jerr := json.MarshalIndent(res, "", "  ")
 		if jerr != nil {
 			fmt.Fprintf(stderr, "diskcopy: encode statistics: %v\n", jerr)
 			return exitFailed
@@ -124,6 +158,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, progress 
 	}
 	if !cfg.quiet {
 		fmt.Fprintf(stderr, "diskcopy: %s\n", summary(stats))
+	}
+	if res.Created != "" && !cfg.json {
+		fmt.Fprintln(stdout, res.Created)
 	}
 	return exitOK
 }
@@ -145,10 +182,14 @@ func parseArgs(args []string, ss schemes, stderr io.Writer) (config, error) {
 	fs.BoolVar(&cfg.resume, "resume", false, "continue the interrupted copy recorded in --checkpoint FILE")
 	fs.BoolVar(&cfg.json, "json", false, "print the copy's statistics as JSON on stdout")
 	fs.BoolVar(&cfg.quiet, "quiet", false, "print no progress and no summary, only errors")
+	fs.StringVar(&cfg.endpoint, "endpoint", "", "send every AWS request to `URL` (a simulator such as examples/awssim) instead of AWS; or set AWS_ENDPOINT_URL")
+	fs.StringVar(&cfg.s3Endpoint, "s3-endpoint", "", "send S3 requests to `URL`, path-style (default: --endpoint); or set AWS_ENDPOINT_URL_S3")
+	fs.StringVar(&cfg.changedSince, "changed-since", "", "copy only what SOURCE reports changed since `BASE` (a recovery point ID for s3://, a snapshot ID for ebs://) into SINK ebs://new?parent=P, where snapshot P holds BASE's content")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintf(stderr, "Usage: diskcopy [flags] SOURCE SINK\n\n")
 			fmt.Fprintf(stderr, "Copies the disk at SOURCE to SINK. SOURCE and SINK are URLs:\n%s\n", ss.help())
+			fmt.Fprintf(stderr, "s3 and ebs URLs use the AWS SDK's configuration (AWS_REGION, AWS_PROFILE, ~/.aws,\nSSO, instance role); --endpoint and --s3-endpoint point them at a simulator.\n\n")
 			fmt.Fprintf(stderr, "Flags:\n")
 			fs.SetOutput(stderr)
 			fs.PrintDefaults()
@@ -186,42 +227,65 @@ func parseArgs(args []string, ss schemes, stderr io.Writer) (config, error) {
 	if cfg.source.url.String() == cfg.sink.url.String() {
 		return cfg, usagef("SOURCE and SINK are the same disk (%s): a disk cannot be copied onto itself", pos[0])
 	}
+	for _, e := range []struct{ flag, url string }{{"--endpoint", cfg.endpoint}, {"--s3-endpoint", cfg.s3Endpoint}} {
+		if e.url == "" {
+			continue
+		}
+		if u, err := url.Parse(e.url); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return cfg, usagef("%s %q is not an endpoint URL: give one such as http://127.0.0.1:4566", e.flag, e.url)
+		}
+	}
+	if cfg.changedSince != "" && (cfg.sink.scheme.name != "ebs" || cfg.sink.url.Query().Get("parent") == "") {
+		return cfg, usagef("--changed-since copies only the changes, so SINK must start with BASE's content: give SINK ebs://new?parent=snap-… whose parent holds BASE")
+	}
 	return cfg, nil
 }
 
 // copyDisk opens the source, creates the sink and copies. showBar turns on
 // the progress bar on stderr.
-func copyDisk(ctx context.Context, cfg config, stderr io.Writer, showBar bool) (blockcopy.Stats, error) {
+func copyDisk(ctx context.Context, cfg config, stderr io.Writer, showBar bool) (outcome, error) {
 	var ckpt blockcopy.CheckpointStore
 	if cfg.checkpoint != "" {
 		// A fresh sink would ignore the checkpoint (blockcopy applies one
 		// only to the sink it was made for), but more likely --resume was
 		// forgotten: say so rather than silently start over.
 		if _, err := os.Stat(cfg.checkpoint); err == nil && !cfg.resume {
-			return blockcopy.Stats{}, usagef("checkpoint %s exists from an interrupted copy: add --resume to continue that copy, or delete the file to start over", cfg.checkpoint)
+			return outcome{}, usagef("checkpoint %s exists from an interrupted copy: add --resume to continue that copy, or delete the file to start over", cfg.checkpoint)
 		}
 		ckpt = blockcopy.FileCheckpoint(cfg.checkpoint)
 	}
 
 	src, err := cfg.source.open(ctx)
 	if err != nil {
-		return blockcopy.Stats{}, fmt.Errorf("open SOURCE %s: %w", cfg.source.arg, err)
+		return outcome{}, fmt.Errorf("open SOURCE %s: %w", cfg.source.arg, err)
 	}
 	defer src.Close()
 
-	dst, err := cfg.sink.create(ctx, src.Size(), sinkOptions{Overwrite: cfg.overwrite, Resume: cfg.resume})
+	so := sinkOptions{Overwrite: cfg.overwrite, Resume: cfg.resume, Source: cfg.source.arg}
+	if cfg.resume && ckpt != nil {
+		if so.State, err = blockcopy.SinkState(ctx, ckpt); err != nil {
+			return outcome{}, fmt.Errorf("read checkpoint %s: %w", cfg.checkpoint, err)
+		}
+	}
+	dst, err := cfg.sink.create(ctx, src.Size(), so)
 	if errors.Is(err, fs.ErrExist) && !cfg.overwrite {
-		return blockcopy.Stats{}, fmt.Errorf("SINK %s already exists: add --overwrite to replace it", cfg.sink.arg)
+		return outcome{}, fmt.Errorf("SINK %s already exists: add --overwrite to replace it", cfg.sink.arg)
 	}
 	if err != nil {
-		return blockcopy.Stats{}, fmt.Errorf("create SINK %s: %w", cfg.sink.arg, err)
+		return outcome{}, fmt.Errorf("create SINK %s: %w", cfg.sink.arg, err)
 	}
 
+	exts, err := plannedExtents(ctx, cfg, src, dst)
+	if err != nil {
+		_ = dst.Abort(context.WithoutCancel(ctx))
+		return outcome{}, err
+	}
 	opts := blockcopy.Options{
 		Concurrency: cfg.concurrency,
 		Verify:      cfg.verify,
 		RateLimit:   cfg.rate,
 		Checkpoint:  ckpt,
+		Extents:     exts,
 	}
 	if showBar {
 		bar := newBar(stderr, src.Size())
@@ -235,7 +299,7 @@ func copyDisk(ctx context.Context, cfg config, stderr io.Writer, showBar bool) (
 			// its partial output.
 			_ = c.Close()
 		}
-		return stats, copyError{fmt.Errorf("copy %s to %s: %w", cfg.source.arg, cfg.sink.arg, err)}
+		return outcome{Stats: stats}, copyError{fmt.Errorf("copy %s to %s: %w", cfg.source.arg, cfg.sink.arg, err)}
 	}
 	if ckpt != nil {
 		// The copy is committed: a leftover checkpoint would only make the
@@ -244,7 +308,47 @@ func copyDisk(ctx context.Context, cfg config, stderr io.Writer, showBar bool) (
 			fmt.Fprintf(stderr, "diskcopy: warning: the copy is complete but checkpoint %s could not be deleted (delete it by hand): %v\n", cfg.checkpoint, err)
 		}
 	}
-	return stats, nil
+	res := outcome{Stats: stats}
+	if c, ok := dst.(createdSink); ok {
+		res.Created = c.Created()
+	}
+	return res, nil
+}
+
+// plannedExtents returns the extents the copy covers: nil (the source's
+// allocated extents) for a plain copy; with --changed-since, the extents
+// the source reports changed since the base; for a sink that starts with
+// content of its own (a snapshot on a parent), the source's allocated
+// extents and the sink's: what the parent holds and the source does not is
+// overwritten with zeros, and blocks neither holds are skipped rather than
+// written as zeros.
+func plannedExtents(ctx context.Context, cfg config, src source, dst draas.VolumeSink) ([]draas.Extent, error) {
+	if cfg.changedSince != "" {
+		exts, err := draas.ChangedExtents(ctx, src, cfg.changedSince)
+		if err != nil {
+			return nil, fmt.Errorf("SOURCE %s cannot say what changed since %s (%w): check BASE, or drop --changed-since to copy everything", cfg.source.arg, cfg.changedSince, err)
+		}
+		if exts == nil {
+			exts = []draas.Extent{} // nothing changed: copy nothing
+		}
+		return exts, nil
+	}
+	cov, ok := dst.(coveringSink)
+	if !ok {
+		return nil, nil
+	}
+	theirs, err := cov.Cover(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("SINK %s: list the blocks it starts with: %w", cfg.sink.arg, err)
+	}
+	if len(theirs) == 0 {
+		return nil, nil
+	}
+	ours, err := draas.AllocatedExtents(ctx, src)
+	if err != nil {
+		return nil, fmt.Errorf("SOURCE %s: list its allocated extents: %w", cfg.source.arg, err)
+	}
+	return clip(draas.NormalizeExtents(append(ours, theirs...)), src.Size()), nil
 }
 
 // failureAdvice says what to do after blockcopy.Copy failed with err: how

@@ -5,11 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -91,7 +93,13 @@ func TestCommand(t *testing.T) {
 			want []string
 		}{
 			{"unknown scheme", []string{"ftp://host/disk", out}, []string{`unknown scheme "ftp"`, "supported: file (file:///"}},
-			{"planned scheme", []string{src, "s3://bucket/prefix/vm/point/disk"}, []string{`"s3"`, "not supported yet", "supported: file"}},
+			{"planned scheme", []string{src, "vmdk:///tmp/disk.vmdk"}, []string{`"vmdk"`, "not supported yet", "supported: file", "s3 (s3://", "ebs (ebs://"}},
+			{"s3 sink with a point ID", []string{src, "s3://bucket/prefix/vm/20261126T061000Z-5f3a9c0e/disk"}, []string{"s3://bucket/prefix/vm/new/disk"}},
+			{"s3 URL too short", []string{"s3://bucket/vm/disk", out}, []string{"s3://bucket/prefix/vm/point/disk"}},
+			{"ebs sink onto a snapshot", []string{src, "ebs://snap-0123"}, []string{"ebs://new?parent=snap-0123"}},
+			{"ebs source new", []string{"ebs://new", out}, []string{"to read one, name it"}},
+			{"bad endpoint", []string{"--endpoint", "127.0.0.1:4566", src, out}, []string{"--endpoint", "http://127.0.0.1:4566"}},
+			{"changed-since into a file", []string{"--changed-since", "snap-1", "ebs://snap-2", out}, []string{"ebs://new?parent="}},
 			{"relative file URL", []string{"file://disk.raw", out}, []string{"three slashes"}},
 			{"one argument", []string{src}, []string{"want SOURCE and SINK"}},
 			{"flag after arguments", []string{src, out, "--verify"}, []string{"put flags first"}},
@@ -116,7 +124,7 @@ func TestCommand(t *testing.T) {
 	t.Run("help", func(t *testing.T) {
 		res := runCmd(t, bin, "-h")
 		res.wantExit(t, exitOK)
-		for _, w := range []string{"SOURCE SINK", "file:///abs/path/disk.raw", "s3://", "[planned]", "-checkpoint FILE"} {
+		for _, w := range []string{"SOURCE SINK", "file:///abs/path/disk.raw", "s3://bucket/prefix/vm/point/disk", "ebs://new?parent=", "[planned]", "-checkpoint FILE", "-endpoint URL", "-s3-endpoint URL"} {
 			res.wantStderr(t, w)
 		}
 	})
@@ -217,7 +225,7 @@ func TestParseBytes(t *testing.T) {
 }
 
 func TestParseEndpoint(t *testing.T) {
-	ss := defaultSchemes()
+	ss := defaultSchemes(&cloud{})
 	for _, tc := range []struct {
 		arg      string
 		wantPath string // "" when an error is wanted
@@ -228,7 +236,6 @@ func TestParseEndpoint(t *testing.T) {
 		{"/data/disk.raw", "/data/disk.raw"},
 		{"file://data/disk.raw", ""},
 		{"file:///data/disk.raw?x=1", ""},
-		{"ebs://snap-0123", ""},
 		{"vmdk:///data/d.vmdk?subformat=streamOptimized", ""},
 		{"nope://x", ""},
 		{"", ""},
@@ -265,19 +272,46 @@ func TestResumeCommand(t *testing.T) {
 	}
 }
 
-// buildDiskcopy builds this command into a temporary directory.
+// built is the diskcopy binary, built once for all tests.
+var built struct {
+	once     sync.Once
+	dir, bin string
+	skip     string
+	err      error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if built.dir != "" {
+		os.RemoveAll(built.dir)
+	}
+	os.Exit(code)
+}
+
+// buildDiskcopy builds this command into a temporary directory, once.
 func buildDiskcopy(t *testing.T) string {
 	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("the go command is not in PATH; cannot build diskcopy")
+	built.once.Do(func() {
+		goBin, err := exec.LookPath("go")
+		if err != nil {
+			built.skip = "the go command is not in PATH; cannot build diskcopy"
+			return
+		}
+		if built.dir, built.err = os.MkdirTemp("", "diskcopy-test-"); built.err != nil {
+			return
+		}
+		built.bin = filepath.Join(built.dir, "diskcopy")
+		if out, err := exec.Command(goBin, "build", "-o", built.bin, ".").CombinedOutput(); err != nil {
+			built.err = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if built.skip != "" {
+		t.Skip(built.skip)
 	}
-	bin := filepath.Join(t.TempDir(), "diskcopy")
-	out, err := exec.Command(goBin, "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	if built.err != nil {
+		t.Fatal(built.err)
 	}
-	return bin
+	return built.bin
 }
 
 type result struct {
@@ -303,9 +337,17 @@ func (r result) wantStderr(t *testing.T, s string) {
 // runCmd runs the binary with args and a one-minute limit.
 func runCmd(t *testing.T, bin string, args ...string) result {
 	t.Helper()
+	return runCmdEnv(t, bin, nil, args...)
+}
+
+// runCmdEnv runs the binary with args in the environment env (nil: this
+// process's) and a one-minute limit.
+func runCmdEnv(t *testing.T, bin string, env []string, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = env
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

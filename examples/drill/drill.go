@@ -3,84 +3,97 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
-	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+
 	"github.com/opendraas/draas"
+	"github.com/opendraas/draas/aws/ebs"
+	"github.com/opendraas/draas/aws/s3"
+	"github.com/opendraas/draas/awssim"
 	"github.com/opendraas/draas/blockcopy"
-	"github.com/opendraas/draas/local"
+	"github.com/opendraas/draas/draastest"
+	"github.com/opendraas/draas/replicate"
 )
 
 // options configure a drill. The zero value runs the standard demo.
 type options struct {
-	// Dir holds the disk and its DR copies; "" means a new temporary
-	// directory that is removed at the end.
-	Dir string
-	// SizeMiB is the test disk's size in MiB; 0 means 256.
-	SizeMiB int64
-	// ChangePercent is the share of blocks changed before the incremental
-	// copy; 0 means 1.
+	// App is the application to protect; nil means standardApp().
+	App []vmSpec
+	// ChangePercent is the share of each disk's blocks changed between
+	// the two backups; 0 means 1.
 	ChangePercent float64
 	// Seed makes the generated data and the changes repeatable; 0 means 1.
 	Seed uint64
 }
 
-// blockSize is the DR copies' block size: the local sink's default.
-const blockSize = local.DefaultBlockSize
+// The names the drill gives what it creates in the simulator.
+const (
+	planName     = "shop"
+	backupBucket = "backups"
+	backupPrefix = "drill"
+)
 
-// drill is the state the steps share: files, what was generated and changed,
-// and the figures the final report compares.
+// drill is the state the steps share: the simulated cloud, the protected
+// VMs, and the figures the report compares.
 type drill struct {
 	opts options
-	dir  string
-	disk string // the protected disk: the copies' source
-	size int64
 	rng  *rand.Rand
 
-	// copies are the DR copies made so far, oldest first; the last is the
-	// latest. Retired copies are removed from the list.
-	copies  []string
-	pending *updateSink    // the next DR copy, between clone and copy
-	layout  layout         // what generate wrote
-	changed []draas.Extent // what change rewrote, as change tracking reports it
+	srv    *awssim.Server
+	s3api  *countingS3
+	store  *s3.Store
+	copies *ebs.Copies
+	plan   draas.Plan
+	rep    *replicate.Replicator
 
-	full, incr copyResult
+	vms       []*vm
+	lastPoint time.Time // of the latest backup round
+
+	// rounds are the replication runs, in order: the first made full DR
+	// copies, the next incremental ones.
+	rounds []round
+	// changed counts the blocks the change step rewrote.
+	changed int
+	// verified counts the bytes the verify steps compared, and snapshots
+	// the DR copies (one per disk) they compared.
+	verified  int64
+	snapshots int
+	status    []replicate.VMStatus
 }
 
-// copyResult is what one copy did.
-type copyResult struct {
-	blockcopy.Stats
-	// commit is the time the sink's Commit took (fsync, rename, directory
-	// sync), part of Stats.Duration.
-	commit time.Duration
+// round is one replication run of the whole plan.
+type round struct {
+	results []replicate.Result // in plan order
+	wall    time.Duration
+	puts    int // PutSnapshotBlock calls
 }
 
-// step is one stage of the drill. do returns a one-line report.
+// step is one stage of the drill. do returns its report, one or more lines.
 type step struct {
 	name string
 	do   func(ctx context.Context) (string, error)
 }
 
-// steps is the drill in order. A DR cycle grows here: backup into an S3
-// backup store, replicate into EBS snapshots, fail over, fail back.
+// steps is the drill in order. The DR cycle grows here: failover (DR copies
+// into EC2 instances in dependency order, then DNS) and failback come next.
 func (d *drill) steps() []step {
 	return []step{
-		{"generate a sparse test disk", d.generate},
-		{"full copy into DR copy 1, verify on", d.fullCopy},
-		{"compare the disk with DR copy 1", d.compare},
-		{"change blocks of the disk", d.change},
-		{"clone DR copy 1 as the base of DR copy 2", d.cloneLatest},
-		{"incremental copy of the changed extents into DR copy 2, verify on", d.incrementalCopy},
-		{"compare the disk with DR copy 2", d.compare},
-		{"retire DR copy 1", d.retire},
+		{"start the AWS simulator on 127.0.0.1 (S3, EBS direct APIs, EC2)", d.start},
+		{"generate the application's VM disks", d.generate},
+		{"back up every VM into the S3 backup store", d.backup},
+		{"replicate every VM into EBS snapshots: full DR copies", d.replicate},
+		{"verify every DR copy byte for byte against its VM's disk", d.verify},
+		{fmt.Sprintf("change %g %% of the blocks of every disk", d.opts.ChangePercent), d.change},
+		{"back up every VM again: a new recovery point", d.backup},
+		{"replicate again: incremental DR copies on the previous ones", d.replicate},
+		{"verify every DR copy byte for byte against its VM's disk", d.verify},
+		{"replication status: the RPO each VM would fail over with", d.reportStatus},
 	}
 }
 
@@ -93,8 +106,8 @@ func run(ctx context.Context, w io.Writer, opts options) error {
 // runDrill performs the drill, writes its report to w and returns its state
 // for tests to inspect.
 func runDrill(ctx context.Context, w io.Writer, opts options) (*drill, error) {
-	if opts.SizeMiB == 0 {
-		opts.SizeMiB = 256
+	if opts.App == nil {
+		opts.App = standardApp()
 	}
 	if opts.ChangePercent == 0 {
 		opts.ChangePercent = 1
@@ -102,33 +115,23 @@ func runDrill(ctx context.Context, w io.Writer, opts options) (*drill, error) {
 	if opts.Seed == 0 {
 		opts.Seed = 1
 	}
-	if opts.SizeMiB < 0 || opts.ChangePercent < 0 || opts.ChangePercent > 100 {
-		return nil, draas.Invalidf("drill: size %d MiB and change %g %%: want a positive size and a change from 0 to 100 %%", opts.SizeMiB, opts.ChangePercent)
+	if opts.ChangePercent < 0 || opts.ChangePercent > 100 {
+		return nil, draas.Invalidf("drill: change of %g %% of the blocks: want a share from 0 to 100 %%", opts.ChangePercent)
 	}
-	dir := opts.Dir
-	if dir == "" {
-		tmp, err := os.MkdirTemp("", "draas-drill-")
-		if err != nil {
-			return nil, fmt.Errorf("drill: make a work directory: %w", err)
+	for _, v := range opts.App {
+		if len(v.Disks) == 0 {
+			return nil, draas.Invalidf("drill: VM %q has no disks: give it at least one", v.Name)
 		}
-		defer os.RemoveAll(tmp)
-		dir = tmp
-	} else if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("drill: make work directory %s: %w", dir, err)
-	}
-	d := &drill{
-		opts: opts,
-		dir:  dir,
-		disk: filepath.Join(dir, "disk.raw"),
-		size: opts.SizeMiB << 20,
-		rng:  rand.New(rand.NewPCG(opts.Seed, 0x6472696c6c)),
-	}
-	defer func() {
-		if d.pending != nil { // a step failed between clone and copy
-			_ = d.pending.Abort(context.WithoutCancel(ctx))
+		for _, s := range v.Disks {
+			if s.SizeMiB <= 0 || s.DataPercent < 0 || s.DataPercent > 100 {
+				return nil, draas.Invalidf("drill: disk %s of VM %s: %d MiB with %d %% data: want a positive size and 0 to 100 %% data", s.Name, v.Name, s.SizeMiB, s.DataPercent)
+			}
 		}
-	}()
-	fmt.Fprintf(w, "draas drill: a %s disk in %s\n", formatBytes(d.size), dir)
+	}
+	d := &drill{opts: opts, rng: rand.New(rand.NewPCG(opts.Seed, 0x6472696c6c))}
+	defer d.close()
+
+	fmt.Fprintf(w, "draas drill: protect a %d-VM application, replicate it into EBS twice, verify every byte\n", len(opts.App))
 	all := d.steps()
 	start := time.Now()
 	for i, s := range all {
@@ -138,306 +141,331 @@ func runDrill(ctx context.Context, w io.Writer, opts options) (*drill, error) {
 			fmt.Fprintf(w, "[%d/%d] %s: FAILED\n", i+1, len(all), s.name)
 			return d, fmt.Errorf("step %d (%s): %w", i+1, s.name, err)
 		}
-		fmt.Fprintf(w, "[%d/%d] %s (%s)\n      %s\n", i+1, len(all), s.name, since(t), report)
+		fmt.Fprintf(w, "[%d/%d] %s (%s)\n", i+1, len(all), s.name, since(t))
+		for _, line := range strings.Split(report, "\n") {
+			fmt.Fprintf(w, "      %s\n", line)
+		}
 	}
 	fmt.Fprintf(w, "done in %s: %s\n", since(start), d.conclusion())
 	return d, nil
 }
 
-// copyPath names the n-th DR copy (1-based).
-func (d *drill) copyPath(n int) string {
-	return filepath.Join(d.dir, fmt.Sprintf("drcopy-%d.raw", n))
-}
-
-// latest is the newest DR copy, or "" before the first.
-func (d *drill) latest() string {
-	if len(d.copies) == 0 {
-		return ""
+// close stops the simulator, dropping everything it held.
+func (d *drill) close() {
+	if d.srv != nil {
+		d.srv.Close()
 	}
-	return d.copies[len(d.copies)-1]
 }
 
-// layout counts the bytes of each kind the generated disk holds.
-type layout struct {
-	data, zeros, holes int64
+// start starts the simulator and the stores on it: the backup store in its
+// S3, the DR copies as snapshots through its EBS direct APIs, found by
+// their tags through its EC2. The clients are the real aws-sdk-go-v2 ones.
+func (d *drill) start(ctx context.Context) (string, error) {
+	srv, err := awssim.New(awssim.Options{})
+	if err != nil {
+		return "", fmt.Errorf("start the AWS simulator: %w", err)
+	}
+	d.srv = srv
+	d.s3api = &countingS3{API: srv.S3()}
+	d.store = s3.New(d.s3api, backupBucket, backupPrefix, s3.Options{})
+	d.copies = ebs.NewCopies(ebs.NewClient(srv.Config(), 0), srv.EC2(), ebs.CopiesOptions{})
+	return fmt.Sprintf("EBS and EC2 at %s, S3 at %s\nbackup store s3://%s/%s, DR copies tagged %s=%s",
+		srv.URL, srv.S3URL, backupBucket, backupPrefix, draas.TagPlan, planName), nil
 }
 
-// generate writes the test disk: 64 KiB regions of random data, written
-// zeros and holes, in runs of random length, so that some blocks are all
-// data, some all zeros or holes, and many mixed.
+// generate makes the VMs' disks and the plan that protects them.
 func (d *drill) generate(ctx context.Context) (string, error) {
-	f, err := os.Create(d.disk)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	if err := f.Truncate(d.size); err != nil {
-		return "", err
-	}
-	const region = 64 << 10
-	buf := make([]byte, 16*region)
-	for off := int64(0); off < d.size; {
+	d.plan = draas.Plan{Name: planName, ReplicationInterval: 15 * time.Minute}
+	var lines []string
+	var total int64
+	for _, spec := range d.opts.App {
 		if err := ctx.Err(); err != nil {
 			return "", err
 		}
-		n := min(int64(1+d.rng.IntN(16))*region, d.size-off)
-		p := buf[:n]
-		switch r := d.rng.IntN(10); {
-		case r < 5:
-			fillRandom(d.rng, p)
-			d.layout.data += n
-		case r < 7:
-			clear(p)
-			d.layout.zeros += n
-		default:
-			d.layout.holes += n
-			off += n
-			continue
+		v := &vm{spec: spec}
+		var parts []string
+		for _, ds := range spec.Disks {
+			disk := generateDisk(d.rng, ds)
+			v.disks = append(v.disks, disk)
+			parts = append(parts, describeDisk(ds.Name, disk))
+			total += disk.Size()
 		}
-		if _, err := f.WriteAt(p, off); err != nil {
+		d.vms = append(d.vms, v)
+		d.plan.VMs = append(d.plan.VMs, v.draasVM())
+		lines = append(lines, fmt.Sprintf("%-4s %s: %s", spec.Name, spec.Role, strings.Join(parts, ", ")))
+	}
+	rep, err := replicate.New(d.plan, replicate.BackupsOf(d.store), d.copies, replicate.Options{})
+	if err != nil {
+		return "", err
+	}
+	d.rep = rep
+	lines = append(lines, fmt.Sprintf("plan %s: %d VMs, %s of disks, replicated every %s (RPO target %s)",
+		planName, len(d.vms), formatBytes(total), d.plan.ReplicationInterval, 2*d.plan.ReplicationInterval))
+	return strings.Join(lines, "\n"), nil
+}
+
+// backup writes a recovery point of every VM into the backup store: all its
+// disks at one point in time, committed together. The store uploads only
+// the chunks it does not hold yet, so a second backup uploads what changed.
+func (d *drill) backup(ctx context.Context) (string, error) {
+	at, err := d.pointTime(ctx)
+	if err != nil {
+		return "", err
+	}
+	var lines []string
+	for _, v := range d.vms {
+		chunks := d.s3api.chunks.Load()
+		start := time.Now()
+		id, blocks, err := backupVM(ctx, d.store, v, at)
+		if err != nil {
 			return "", err
 		}
-		off += n
+		lines = append(lines, fmt.Sprintf("%-4s point %s: %d blocks with data, %d new chunks uploaded, in %s",
+			v.spec.Name, id, blocks, d.s3api.chunks.Load()-chunks, since(start)))
 	}
-	// Flush the disk now, so that its dirty pages are not written back
-	// during (and timed as part of) the copies.
-	if err := f.Sync(); err != nil {
-		return "", err
-	}
-	if err := f.Close(); err != nil {
-		return "", err
-	}
-	return fmt.Sprintf("%s: %s random data, %s written zeros, %s holes",
-		filepath.Base(d.disk), formatBytes(d.layout.data), formatBytes(d.layout.zeros), formatBytes(d.layout.holes)), nil
+	return strings.Join(lines, "\n"), nil
 }
 
-// fullCopy copies the whole disk into the first DR copy.
-func (d *drill) fullCopy(ctx context.Context) (string, error) {
-	dst := d.copyPath(1)
-	src, err := local.Open(d.disk)
+// backupVM writes one recovery point of v taken at t and returns its ID and
+// the number of blocks with data it holds.
+func backupVM(ctx context.Context, store *s3.Store, v *vm, t time.Time) (string, int64, error) {
+	w, err := store.BeginPoint(ctx, v.spec.Name, v.draasVM().Disks, t)
 	if err != nil {
-		return "", err
+		return "", 0, fmt.Errorf("back up %s: %w", v.spec.Name, err)
 	}
-	defer src.Close()
-	sink, err := local.Create(dst, src.Size(), local.SinkOptions{})
-	if err != nil {
-		return "", err
-	}
-	st, err := copyInto(ctx, sink, src, nil)
-	if err != nil {
-		return "", err
-	}
-	d.full = st
-	d.copies = append(d.copies, dst)
-	return describe(st), nil
-}
-
-// compare reads the disk and the latest DR copy and fails at the first
-// difference.
-func (d *drill) compare(ctx context.Context) (string, error) {
-	if err := sameFiles(ctx, d.disk, d.latest()); err != nil {
-		return "", err
-	}
-	return fmt.Sprintf("%s and %s are identical (%s)", filepath.Base(d.disk), filepath.Base(d.latest()), formatBytes(d.size)), nil
-}
-
-// change overwrites a part of ChangePercent % of the disk's blocks with
-// random data, as a running VM would, and records the changed byte ranges
-// the way changed-block tracking (vSphere CBT, EBS ListChangedBlocks)
-// reports them to a replicator.
-func (d *drill) change(ctx context.Context) (string, error) {
-	nblocks := (d.size + blockSize - 1) / blockSize
-	n := max(1, int64(float64(nblocks)*d.opts.ChangePercent/100+0.5))
-	picked := d.rng.Perm(int(nblocks))[:n]
-	sort.Ints(picked)
-	f, err := os.OpenFile(d.disk, os.O_WRONLY, 0)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	var changedBytes, zeroed int64
-	buf := make([]byte, blockSize)
-	for i, b := range picked {
-		if err := ctx.Err(); err != nil {
-			return "", err
+	var blocks int64
+	for i, disk := range v.disks {
+		name := v.spec.Disks[i].Name
+		sink, err := w.Disk(name)
+		if err == nil {
+			var st blockcopy.Stats
+			st, err = blockcopy.Copy(ctx, sink, disk, blockcopy.Options{})
+			blocks += st.BlocksCopied
 		}
-		blockLen := min(int64(blockSize), d.size-int64(b)*blockSize)
-		off, length := int64(b)*blockSize, blockLen
-		p := buf[:length]
-		if i%4 == 3 {
-			// Every fourth change zeros a whole block, as a guest trimming
-			// it: the copy must write these zeros, not skip them as holes.
-			clear(p)
-			zeroed++
-		} else {
-			// A write of 4 KiB up to a whole block, 4 KiB aligned.
-			pages := blockLen / 4096
-			length = (1 + d.rng.Int64N(pages)) * 4096
-			off += d.rng.Int64N(pages-length/4096+1) * 4096
-			p = buf[:length]
-			fillRandom(d.rng, p)
+		if err != nil {
+			_ = w.Abort(context.WithoutCancel(ctx))
+			return "", 0, fmt.Errorf("back up disk %s of %s: %w", name, v.spec.Name, err)
 		}
-		if _, err := f.WriteAt(p, off); err != nil {
-			return "", err
+	}
+	if err := w.Commit(ctx); err != nil {
+		_ = w.Abort(context.WithoutCancel(ctx))
+		return "", 0, fmt.Errorf("commit the recovery point of %s: %w", v.spec.Name, err)
+	}
+	return w.ID(), blocks, nil
+}
+
+// pointTime returns the time of a new round of recovery points: now, to
+// the second. Point IDs sort by time to the second, so two points of a VM
+// in the same second could sort out of order and the older one look like
+// the latest; pointTime waits for the next second instead.
+func (d *drill) pointTime(ctx context.Context) (time.Time, error) {
+	for {
+		t := time.Now().Truncate(time.Second)
+		if t.After(d.lastPoint) {
+			d.lastPoint = t
+			return t, nil
 		}
-		d.changed = append(d.changed, draas.Extent{Offset: off, Length: length})
-		changedBytes += length
-	}
-	if err := f.Sync(); err != nil {
-		return "", err
-	}
-	if err := f.Close(); err != nil {
-		return "", err
-	}
-	return fmt.Sprintf("rewrote %s in %d of %d blocks (%.1f %%), zeroing %d of them whole",
-		formatBytes(changedBytes), n, nblocks, 100*float64(n)/float64(nblocks), zeroed), nil
-}
-
-// cloneLatest starts the next DR copy as a clone of the latest one, which
-// stays intact: a failed incremental copy leaves the last good DR copy, as a
-// failed incremental EBS snapshot leaves its parent. (An EBS snapshot gets
-// its base for free by naming its parent; a local file needs a clone, which
-// is instant on filesystems with reflinks and a sparse copy elsewhere.)
-func (d *drill) cloneLatest(ctx context.Context) (string, error) {
-	base, next := d.latest(), d.copyPath(len(d.copies)+1)
-	sink, how, err := newUpdateSink(ctx, next, base, d.size)
-	if err != nil {
-		return "", err
-	}
-	d.pending = sink
-	return fmt.Sprintf("%s -> %s (%s)", filepath.Base(base), filepath.Base(sink.work), how), nil
-}
-
-// incrementalCopy makes the next DR copy by copying only the changed extents
-// into the clone of the latest one, and committing it.
-func (d *drill) incrementalCopy(ctx context.Context) (string, error) {
-	sink := d.pending
-	d.pending = nil // Copy commits or aborts it
-	src, err := local.Open(d.disk)
-	if err != nil {
-		_ = sink.Abort(ctx)
-		return "", err
-	}
-	defer src.Close()
-	st, err := copyInto(ctx, sink, src, d.changed)
-	if err != nil {
-		return "", err
-	}
-	d.incr = st
-	d.copies = append(d.copies, sink.path)
-	return describe(st), nil
-}
-
-// retire deletes every DR copy but the latest, which the steps before
-// verified: the previous DR copy goes only once the new one is complete.
-func (d *drill) retire(ctx context.Context) (string, error) {
-	var names []string
-	for _, p := range d.copies[:len(d.copies)-1] {
-		if err := os.Remove(p); err != nil {
-			return "", err
+		select {
+		case <-ctx.Done():
+			return time.Time{}, ctx.Err()
+		case <-time.After(time.Until(t.Add(time.Second))):
 		}
-		names = append(names, filepath.Base(p))
 	}
-	d.copies = d.copies[len(d.copies)-1:]
-	return fmt.Sprintf("removed %s; %s is the DR copy", strings.Join(names, ", "), filepath.Base(d.latest())), nil
 }
 
-// conclusion compares the incremental copy with the full one.
-func (d *drill) conclusion() string {
-	if d.full.Duration <= 0 || d.full.BytesRead <= 0 {
-		return "nothing to compare"
-	}
-	return fmt.Sprintf("the incremental copy read %.1f %% of the full copy's bytes and wrote %.1f %% of its blocks, in %.1f %% of its time",
-		100*float64(d.incr.BytesRead)/float64(d.full.BytesRead),
-		100*float64(d.incr.BlocksCopied)/float64(max(d.full.BlocksCopied, 1)),
-		100*float64(d.incr.Duration)/float64(d.full.Duration))
-}
-
-// copyInto copies src into dst with the verify pass on, over exts (nil:
-// all allocated extents), and times dst's Commit.
-func copyInto(ctx context.Context, dst draas.VolumeSink, src draas.BlockSource, exts []draas.Extent) (copyResult, error) {
-	timed := &timedSink{VolumeSink: dst}
-	st, err := blockcopy.Copy(ctx, timed, src, blockcopy.Options{Extents: exts, Verify: true})
-	return copyResult{Stats: st, commit: timed.commit}, err
-}
-
-// timedSink times a sink's Commit. It unwraps to the sink, so that the
-// copier finds the sink's capabilities (flush, zero writes, read-back).
-type timedSink struct {
-	draas.VolumeSink
-	commit time.Duration
-}
-
-// Unwrap implements draas.Wrapper.
-func (s *timedSink) Unwrap() any { return s.VolumeSink }
-
-// Commit commits the sink and records how long that took.
-func (s *timedSink) Commit(ctx context.Context) error {
+// replicate runs the plan once: every VM's latest recovery point becomes
+// its DR copy, in full the first time and incrementally on the previous
+// copy after that, verified before the previous copy is deleted.
+func (d *drill) replicate(ctx context.Context) (string, error) {
+	puts := d.srv.Calls("PutSnapshotBlock")
 	start := time.Now()
-	err := s.VolumeSink.Commit(ctx)
-	s.commit = time.Since(start)
-	return err
+	results, err := d.rep.ReplicateAll(ctx)
+	if err != nil {
+		return "", err
+	}
+	r := round{results: results, wall: time.Since(start), puts: d.srv.Calls("PutSnapshotBlock") - puts}
+	d.rounds = append(d.rounds, r)
+	var first *round
+	if len(d.rounds) > 1 {
+		first = &d.rounds[0]
+	}
+	var lines []string
+	for i, res := range results {
+		lines = append(lines, fmt.Sprintf("%-4s point %s: %s, sent %d blocks (%s), skipped %d, in %s; RPO %s",
+			res.VM, res.RecoveryPoint, res.Action, res.BlocksSent, formatBytes(res.BytesSent), res.BlocksSkipped,
+			res.Duration.Round(time.Millisecond), res.RPO.Round(100*time.Millisecond)))
+		var snaps []string
+		for _, dr := range res.Disks {
+			s := dr.Disk + " -> " + dr.SnapshotID
+			if dr.Parent != "" {
+				s += " (on " + dr.Parent + ")"
+			}
+			snaps = append(snaps, s)
+		}
+		lines = append(lines, "     "+strings.Join(snaps, ", "))
+		if first != nil {
+			full := first.results[i]
+			lines = append(lines, fmt.Sprintf("     saving: %s of the full copy's blocks, in %s of its time; deleted %s",
+				percent(res.BlocksSent, full.BlocksSent), percent(int64(res.Duration), int64(full.Duration)), strings.Join(res.Deleted, ", ")))
+		}
+	}
+	lines = append(lines, fmt.Sprintf("all VMs: %d PutSnapshotBlock calls in %s", r.puts, r.wall.Round(time.Millisecond)))
+	return strings.Join(lines, "\n"), nil
 }
 
-// describe reports a copy's figures in one line.
-func describe(r copyResult) string {
-	s := fmt.Sprintf("copied %s, skipped %s of zeros and %s unchanged, read %s in %s (commit %s)",
-		formatBytes(r.BytesCopied), formatBytes(r.BytesZero), formatBytes(r.BytesUnchanged),
-		formatBytes(r.BytesRead), r.Duration.Round(time.Millisecond), r.commit.Round(time.Millisecond))
-	if r.Verified {
-		s += ", verify OK"
+// verify compares every VM disk with the snapshot of its newest DR copy,
+// byte for byte, reading the snapshot from the simulator's storage, and
+// checks that the previous DR copies are gone.
+func (d *drill) verify(ctx context.Context) (string, error) {
+	if len(d.rounds) == 0 {
+		return "", fmt.Errorf("verify: nothing was replicated yet")
 	}
-	return s
+	last := d.rounds[len(d.rounds)-1]
+	want := map[string]bool{}
+	var n int
+	var compared int64
+	for i, v := range d.vms {
+		snaps := map[string]string{} // disk name -> snapshot of the new DR copy
+		for _, dr := range last.results[i].Disks {
+			snaps[dr.Disk] = dr.SnapshotID
+		}
+		for j, disk := range v.disks {
+			name := v.spec.Disks[j].Name
+			id := snaps[name]
+			if id == "" {
+				return "", fmt.Errorf("verify %s: the replication run made no DR copy of disk %s", v.spec.Name, name)
+			}
+			if err := compareSnapshot(ctx, d.srv, id, disk); err != nil {
+				return "", fmt.Errorf("verify disk %s of %s: %w", name, v.spec.Name, err)
+			}
+			want[id] = true
+			compared += disk.Size()
+			n++
+		}
+	}
+	for _, s := range d.srv.Snapshots() {
+		if s.Tags[draas.TagPlan] != planName {
+			continue // not a DR copy (the simulator's own images have snapshots)
+		}
+		if !want[s.ID] {
+			return "", fmt.Errorf("verify: snapshot %s (%s/%s, state %s) is left over: a replaced DR copy was not deleted", s.ID, s.Tags[draas.TagVM], s.Tags[draas.TagDisk], s.State)
+		}
+		if s.State != "completed" || s.Tags[draas.TagComplete] != "true" {
+			return "", fmt.Errorf("verify: DR copy %s is %s and tagged complete=%q, want completed and true", s.ID, s.State, s.Tags[draas.TagComplete])
+		}
+	}
+	d.verified += compared
+	d.snapshots += n
+	return fmt.Sprintf("%d snapshots, %s compared: identical; no other DR copy exists", n, formatBytes(compared)), nil
 }
 
-// sameFiles compares two files byte by byte.
-func sameFiles(ctx context.Context, a, b string) error {
-	fa, err := os.Open(a)
-	if err != nil {
-		return err
-	}
-	defer fa.Close()
-	fb, err := os.Open(b)
-	if err != nil {
-		return err
-	}
-	defer fb.Close()
-	const chunk = 1 << 20
-	pa, pb := make([]byte, chunk), make([]byte, chunk)
-	for off := int64(0); ; off += chunk {
-		if err := ctx.Err(); err != nil {
+// compareSnapshot reads the snapshot and the disk in 4 MiB pieces and fails
+// at the first difference, naming its offset.
+func compareSnapshot(ctx context.Context, srv *awssim.Server, id string, disk *draastest.Disk) error {
+	const piece = 4 << 20
+	a, b := make([]byte, piece), make([]byte, piece)
+	for off := int64(0); off < disk.Size(); off += piece {
+		n := int(min(piece, disk.Size()-off))
+		if _, err := disk.ReadAt(ctx, a[:n], off); err != nil && err != io.EOF {
 			return err
 		}
-		na, erra := io.ReadFull(fa, pa)
-		nb, errb := io.ReadFull(fb, pb)
-		if !bytes.Equal(pa[:na], pb[:nb]) {
+		if _, err := srv.ReadSnapshotAt(id, b[:n], off); err != nil && err != io.EOF {
+			return fmt.Errorf("read snapshot %s: %w", id, err)
+		}
+		if !bytes.Equal(a[:n], b[:n]) {
 			i := 0
-			for i < min(na, nb) && pa[i] == pb[i] {
+			for a[i] == b[i] {
 				i++
 			}
-			return fmt.Errorf("%s and %s differ at byte %d: %w", a, b, off+int64(i), draas.ErrChecksumMismatch)
-		}
-		endA := errors.Is(erra, io.EOF) || errors.Is(erra, io.ErrUnexpectedEOF)
-		endB := errors.Is(errb, io.EOF) || errors.Is(errb, io.ErrUnexpectedEOF)
-		switch {
-		case erra != nil && !endA:
-			return erra
-		case errb != nil && !endB:
-			return errb
-		case endA || endB:
-			return nil
+			return fmt.Errorf("snapshot %s differs from the disk at byte %d: %w", id, off+int64(i), draas.ErrChecksumMismatch)
 		}
 	}
+	return nil
 }
 
-// fillRandom fills p with pseudo-random bytes from rng.
-func fillRandom(rng *rand.Rand, p []byte) {
-	for ; len(p) >= 8; p = p[8:] {
-		binary.LittleEndian.PutUint64(p, rng.Uint64())
+// change rewrites ChangePercent % of every disk's blocks, as the running
+// VMs would between two backups.
+func (d *drill) change(ctx context.Context) (string, error) {
+	var parts []string
+	var total, blocks int64
+	for _, v := range d.vms {
+		for i, disk := range v.disks {
+			if err := ctx.Err(); err != nil {
+				return "", err
+			}
+			n := changeDisk(d.rng, disk, d.opts.ChangePercent)
+			nblocks := (disk.Size() + blockSize - 1) / blockSize
+			parts = append(parts, fmt.Sprintf("%s/%s %d of %d", v.spec.Name, v.spec.Disks[i].Name, n, nblocks))
+			d.changed += n
+			total += int64(n)
+			blocks += nblocks
+		}
 	}
-	for i := range p {
-		p[i] = byte(rng.Uint32())
+	return fmt.Sprintf("changed blocks: %s; %d of %d in all (%s), a quarter of them zeroed whole (trimmed)",
+		strings.Join(parts, ", "), total, blocks, percent(total, blocks)), nil
+}
+
+// reportStatus asks the replicator how fresh each VM's DR copy is: the RPO
+// a failover now would achieve.
+func (d *drill) reportStatus(ctx context.Context) (string, error) {
+	st, err := d.rep.Status(ctx)
+	if err != nil {
+		return "", err
 	}
+	d.status = st
+	var lines []string
+	for _, s := range st {
+		verdict := "OK"
+		if !s.OK {
+			verdict = "NOT OK"
+		}
+		lines = append(lines, fmt.Sprintf("%-4s DR copy of point %s, age %s, target %s: %s (%d complete copy, %d pending)",
+			s.VM, s.RecoveryPoint, s.Age.Round(100*time.Millisecond), s.Target, verdict, s.Copies, s.Pending))
+	}
+	return strings.Join(lines, "\n"), nil
+}
+
+// conclusion compares the incremental replication with the full one.
+func (d *drill) conclusion() string {
+	if len(d.rounds) < 2 {
+		return "nothing to compare"
+	}
+	full, incr := d.rounds[0], d.rounds[len(d.rounds)-1]
+	return fmt.Sprintf("the incremental replication sent %d blocks where the full one sent %d (%s), in %s of its time; %d DR copies, %s, verified byte for byte",
+		sent(incr), sent(full), percent(sent(incr), sent(full)), percent(int64(incr.wall), int64(full.wall)), d.snapshots, formatBytes(d.verified))
+}
+
+// sent returns the blocks a round sent.
+func sent(r round) int64 {
+	var n int64
+	for _, res := range r.results {
+		n += res.BlocksSent
+	}
+	return n
+}
+
+// countingS3 counts the chunks the backup store uploads.
+type countingS3 struct {
+	s3.API
+	chunks atomic.Int64
+}
+
+// PutObject counts chunk uploads (keys under the store's chunks/ folder;
+// see docs/backup-store.md) and passes the call on.
+func (c *countingS3) PutObject(ctx context.Context, in *awss3.PutObjectInput, optFns ...func(*awss3.Options)) (*awss3.PutObjectOutput, error) {
+	out, err := c.API.PutObject(ctx, in, optFns...)
+	if err == nil && in.Key != nil && strings.Contains(*in.Key, "/chunks/") {
+		c.chunks.Add(1)
+	}
+	return out, err
+}
+
+// percent formats part/whole as a percentage.
+func percent(part, whole int64) string {
+	if whole <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f %%", 100*float64(part)/float64(whole))
 }
 
 // formatBytes formats n bytes in binary units: "1.5 GiB".
@@ -454,14 +482,6 @@ func formatBytes(n int64) string {
 		f, unit = f/1024, u
 	}
 	return fmt.Sprintf("%.1f %s", f, unit)
-}
-
-// formatRate formats n bytes in d as a rate.
-func formatRate(n int64, d time.Duration) string {
-	if d <= 0 {
-		return "-"
-	}
-	return formatBytes(int64(float64(n)/d.Seconds())) + "/s"
 }
 
 func since(t time.Time) string {

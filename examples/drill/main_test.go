@@ -4,175 +4,140 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/opendraas/draas"
+	"github.com/opendraas/draas/aws/ebs"
+	"github.com/opendraas/draas/awssim"
+	"github.com/opendraas/draas/blockcopy"
 	"github.com/opendraas/draas/draastest"
+	"github.com/opendraas/draas/replicate"
 )
 
+// smallApp is a two-VM application small enough for -short.
+func smallApp() []vmSpec {
+	return []vmSpec{
+		{Name: "db", Role: "database", Disks: []diskSpec{{"os", 8, 60}, {"data", 16, 70}}},
+		{Name: "web", Role: "web server", Disks: []diskSpec{{"os", 8, 50}}},
+	}
+}
+
 // TestDemo runs the drill exactly as `go run ./examples/drill` does (with a
-// smaller disk under -short) and checks its report.
+// smaller application under -short) and checks its report and the figures
+// behind it.
 func TestDemo(t *testing.T) {
 	var opts options
 	if testing.Short() {
-		opts.SizeMiB = 32
+		opts.App = smallApp()
 	}
 	var out bytes.Buffer
-	if err := run(context.Background(), &out, opts); err != nil {
+	d, err := runDrill(context.Background(), &out, opts)
+	if err != nil {
 		t.Fatalf("drill failed: %v\n%s", err, out.String())
 	}
 	report := out.String()
 	t.Logf("\n%s", report)
 	for _, want := range []string{
-		"generate a sparse test disk",
-		"random data", "written zeros", "holes",
-		"full copy into DR copy 1, verify on",
-		"incremental copy of the changed extents",
-		"verify OK",
-		"disk.raw and drcopy-1.raw are identical",
-		"disk.raw and drcopy-2.raw are identical",
-		"removed drcopy-1.raw",
-		"the incremental copy read",
+		"start the AWS simulator",
+		"back up every VM into the S3 backup store",
+		"new chunks uploaded",
+		"full DR copies",
+		"incremental DR copies",
+		": full, sent",
+		": incremental, sent",
+		"saving:",
+		"compared: identical",
+		"RPO",
+		"replication status",
+		"the incremental replication sent",
 	} {
 		if !strings.Contains(report, want) {
 			t.Errorf("report lacks %q", want)
 		}
 	}
-	if strings.Contains(report, "FAILED") {
-		t.Errorf("a step failed")
+	if strings.Contains(report, "FAILED") || strings.Contains(report, "NOT OK") {
+		t.Errorf("a step failed or a VM misses its RPO")
+	}
+
+	if len(d.rounds) != 2 {
+		t.Fatalf("%d replication rounds, want 2", len(d.rounds))
+	}
+	full, incr := d.rounds[0], d.rounds[1]
+	var dataBlocks int64
+	for i, v := range d.vms {
+		if a := full.results[i].Action; a != replicate.ActionFull {
+			t.Errorf("%s: first run did %s, want full", v.spec.Name, a)
+		}
+		if a := incr.results[i].Action; a != replicate.ActionIncremental {
+			t.Errorf("%s: second run did %s, want incremental", v.spec.Name, a)
+		}
+		if n := len(incr.results[i].Deleted); n != len(v.disks) {
+			t.Errorf("%s: second run deleted %d old copies, want %d (one per disk)", v.spec.Name, n, len(v.disks))
+		}
+		for _, disk := range v.disks {
+			dataBlocks += int64(disk.StoredBlocks())
+		}
+	}
+	// The first full copy sent the blocks with data of the first backup;
+	// the incremental one exactly the changed blocks.
+	if got := sent(incr); got != int64(d.changed) {
+		t.Errorf("incremental run sent %d blocks, want the %d changed", got, d.changed)
+	}
+	if got := int64(incr.puts); got != int64(d.changed) {
+		t.Errorf("incremental run made %d PutSnapshotBlock calls, want %d", got, d.changed)
+	}
+	if !testing.Short() {
+		// The standard application: 1 % of the blocks changed is at most
+		// 2 % of what the full copy sent.
+		if ratio := float64(sent(incr)) / float64(sent(full)); ratio > 0.02 {
+			t.Errorf("incremental run sent %d blocks, %.1f %% of the full run's %d; want at most 2 %%", sent(incr), 100*ratio, sent(full))
+		}
+	}
+	// Every byte of every disk was compared, after each run.
+	var size int64
+	var disks int
+	for _, v := range d.vms {
+		for _, disk := range v.disks {
+			size += disk.Size()
+			disks++
+		}
+	}
+	if d.verified != 2*size || d.snapshots != 2*disks {
+		t.Errorf("verified %d bytes in %d snapshots, want %d bytes in %d", d.verified, d.snapshots, 2*size, 2*disks)
+	}
+	for _, s := range d.status {
+		if !s.OK || s.Copies != 1 || s.Pending != 0 {
+			t.Errorf("status %+v: want OK with one complete copy and nothing pending", s)
+		}
 	}
 }
 
-// TestIncrementalCopiesOnlyChangedBlocks checks the figures behind the
-// report: the full copy writes every block with data, the incremental one
-// only the changed blocks, and both verify.
-func TestIncrementalCopiesOnlyChangedBlocks(t *testing.T) {
-	dir := t.TempDir()
-	var out bytes.Buffer
-	d, err := runDrill(context.Background(), &out, options{Dir: dir, SizeMiB: 16, ChangePercent: 25, Seed: 7})
-	if err != nil {
-		t.Fatalf("drill failed: %v\n%s", err, out.String())
-	}
-	size := int64(16 << 20)
-	if d.full.Size != size || !d.full.Verified || d.full.BytesCopied == 0 || d.full.BytesCopied+d.full.BytesZero != size {
-		t.Errorf("full copy stats = %+v; want every byte copied or skipped as zero, verified", d.full)
-	}
-	changedBlocks := map[int64]bool{}
-	for _, e := range d.changed {
-		for b := e.Offset / blockSize; b*blockSize < e.End(); b++ {
-			changedBlocks[b] = true
-		}
-	}
-	want := int64(len(changedBlocks))
-	if want != 8 { // 25 % of 32 blocks, two of them written with zeros
-		t.Errorf("changed %d blocks, want 8", want)
-	}
-	if d.incr.BlocksCopied != want || d.incr.BlocksUnchanged != 32-want || !d.incr.Verified {
-		t.Errorf("incremental stats = %+v; want %d blocks copied, %d unchanged, verified", d.incr, want, 32-want)
-	}
-	if d.incr.BytesRead != want*blockSize {
-		t.Errorf("incremental copy read %d bytes, want %d (the changed blocks only)", d.incr.BytesRead, want*blockSize)
-	}
-	// With Dir set, the files stay for inspection: the disk and the latest
-	// DR copy, with no partial file and no retired copy.
-	for _, name := range []string{"disk.raw", "drcopy-2.raw"} {
-		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
-			t.Errorf("%s: %v", name, err)
-		}
-	}
-	for _, name := range []string{"drcopy-1.raw", "drcopy-2.raw" + updateSuffix} {
-		if _, err := os.Stat(filepath.Join(dir, name)); !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("%s left behind: %v", name, err)
-		}
-	}
-}
-
-// TestUpdateSinkConformance runs draastest's sink suite on the drill's
-// incremental sink, cloning an all-zero base.
-func TestUpdateSinkConformance(t *testing.T) {
-	draastest.TestVolumeSink(t, func(t *testing.T, size int64) draastest.SinkHarness {
-		dir := t.TempDir()
-		base := filepath.Join(dir, "base.raw")
-		if err := os.WriteFile(base, nil, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		path := filepath.Join(dir, "new.raw")
-		sink, _, err := newUpdateSink(context.Background(), path, base, size)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = sink.Abort(context.Background()) })
-		return draastest.SinkHarness{
-			Sink: sink,
-			ReadBack: func(ctx context.Context) ([]byte, error) {
-				data, err := os.ReadFile(path)
-				if errors.Is(err, os.ErrNotExist) {
-					return nil, fmt.Errorf("%s: %w", path, draas.ErrNotFound)
-				}
-				return data, err
-			},
-		}
-	})
-}
-
-// TestUpdateSinkKeepsBase checks that an aborted update leaves the base
-// untouched and nothing at the new path.
-func TestUpdateSinkKeepsBase(t *testing.T) {
-	dir := t.TempDir()
-	base := filepath.Join(dir, "base.raw")
-	orig := bytes.Repeat([]byte{1}, 2*blockSize)
-	if err := os.WriteFile(base, orig, 0o644); err != nil {
-		t.Fatal(err)
-	}
+// TestCompareSnapshotFindsDifference checks that verification fails, naming
+// the offset, when a snapshot differs from its disk.
+func TestCompareSnapshotFindsDifference(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(dir, "new.raw")
-	sink, _, err := newUpdateSink(ctx, path, base, int64(len(orig)))
+	srv, err := awssim.New(awssim.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := sink.WriteBlock(ctx, draas.Block{Index: 1, Offset: blockSize, Data: make([]byte, blockSize)}); err != nil {
+	defer srv.Close()
+	disk := draastest.NewDisk(3<<20+4096, blockSize)
+	disk.WriteAt(bytes.Repeat([]byte{7}, 1<<20), 1<<20)
+	sink, err := ebs.NewSink(ctx, srv.EBS(), disk.Size(), ebs.SinkOptions{})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := sink.Abort(ctx); err != nil {
+	if _, err := blockcopy.Copy(ctx, sink, disk, blockcopy.Options{}); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := os.ReadFile(base); err != nil || !bytes.Equal(got, orig) {
-		t.Errorf("base changed by an aborted update (err %v)", err)
+	if err := compareSnapshot(ctx, srv, sink.SnapshotID(), disk); err != nil {
+		t.Fatalf("snapshot of the disk: %v", err)
 	}
-	for _, p := range []string{path, path + updateSuffix} {
-		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("%s exists after Abort: %v", p, err)
-		}
-	}
-	if _, _, err := newUpdateSink(ctx, base, base, 1); !errors.Is(err, draas.ErrConflict) {
-		t.Errorf("update onto an existing file: %v, want draas.ErrConflict", err)
-	}
-}
-
-func TestSameFilesFindsDifference(t *testing.T) {
-	dir := t.TempDir()
-	a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
-	data := bytes.Repeat([]byte{7}, 3<<20)
-	if err := os.WriteFile(a, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	data[2<<20+5] = 8
-	if err := os.WriteFile(b, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	err := sameFiles(context.Background(), a, b)
+	disk.WriteAt([]byte{8}, 2<<20+5)
+	err = compareSnapshot(ctx, srv, sink.SnapshotID(), disk)
 	if !errors.Is(err, draas.ErrChecksumMismatch) || !strings.Contains(err.Error(), "byte 2097157") {
-		t.Errorf("sameFiles = %v, want a mismatch at byte 2097157", err)
-	}
-	if err := os.WriteFile(b, data[:1<<20], 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := sameFiles(context.Background(), a, b); err == nil {
-		t.Errorf("sameFiles of files of different lengths succeeded")
+		t.Errorf("compareSnapshot = %v, want a mismatch at byte 2097157", err)
 	}
 }
 
@@ -180,16 +145,21 @@ func TestCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	var out bytes.Buffer
-	err := run(ctx, &out, options{SizeMiB: 4})
+	err := run(ctx, &out, options{App: smallApp()})
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("run with a cancelled context = %v, want context.Canceled", err)
 	}
 }
 
 func TestBadOptions(t *testing.T) {
-	var out bytes.Buffer
-	err := run(context.Background(), &out, options{ChangePercent: 150})
-	if !errors.Is(err, draas.ErrInvalid) {
-		t.Errorf("run with a change of 150 %% = %v, want draas.ErrInvalid", err)
+	for _, opts := range []options{
+		{ChangePercent: 150},
+		{App: []vmSpec{{Name: "db"}}},
+		{App: []vmSpec{{Name: "db", Disks: []diskSpec{{"os", 0, 50}}}}},
+	} {
+		var out bytes.Buffer
+		if err := run(context.Background(), &out, opts); !errors.Is(err, draas.ErrInvalid) {
+			t.Errorf("run(%+v) = %v, want draas.ErrInvalid", opts, err)
+		}
 	}
 }
