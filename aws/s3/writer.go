@@ -68,7 +68,7 @@ type PointWriter struct {
 // BeginPoint starts a recovery point of vm with the given disks, taken at t
 // (the zero time means now, by Options.Clock). The point's ID is derived
 // from t (UTC, to the second) and a random suffix, e.g.
-// "20261126T061000Z-5f3a9c0e", so that IDs sort in time order.
+// "20261126T061000.000Z-5f3a9c0e", so that IDs sort in time order.
 //
 // The chunks of the VM's latest committed point (the base) are treated as
 // present, so an incremental backup uploads only new data; BeginPoint reads
@@ -223,7 +223,9 @@ func (w *PointWriter) loadBase(ctx context.Context, base string) (map[[32]byte]s
 func newPointID(t time.Time) string {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
-	return fmt.Sprintf("%s-%x", t.UTC().Format("20060102T150405Z"), b)
+	// Milliseconds keep IDs of points begun within one second in time
+	// order; the fixed width keeps lexical order equal to time order.
+	return fmt.Sprintf("%s-%x", t.UTC().Format("20060102T150405.000Z"), b)
 }
 
 // ID returns the point's ID.
