@@ -210,11 +210,18 @@ func (h *Hypervisor) openSink(ctx context.Context, name string, disk int) (*Sink
 	}
 	sk := &Sink{h: h, file: f, tmp: tmp}
 	// The sink writes in place (draas.Hypervisor.OpenDisk): blocks not
-	// written keep the disk's current content, which is read first.
-	if err := sk.prefill(ctx, &Source{h: h, file: f, vm: v.obj.Reference()}); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return nil, err
+	// written keep the disk's current content, which is read first, unless
+	// this Hypervisor made the disk and nothing has written it yet.
+	h.mu.Lock()
+	fresh := h.fresh[freshKey(name, disk)]
+	delete(h.fresh, freshKey(name, disk))
+	h.mu.Unlock()
+	if !fresh {
+		if err := sk.prefill(ctx, &Source{h: h, file: f, vm: v.obj.Reference()}); err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+			return nil, err
+		}
 	}
 	return sk, nil
 }

@@ -145,6 +145,11 @@ type Hypervisor struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	mu sync.Mutex
+	// fresh marks the disks of VMs CreateVM made that no sink has written
+	// yet: they read as zeros, so a sink skips reading them first.
+	fresh map[string]bool
 }
 
 var _ draas.Hypervisor = (*Hypervisor)(nil)

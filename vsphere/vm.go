@@ -311,8 +311,20 @@ func (h *Hypervisor) CreateVM(ctx context.Context, req draas.VMRequest) error {
 		}
 		return opError(op, fmt.Sprintf("%s on datastore %q", res, p.dsName), err)
 	}
+	// Its disks are new and empty: the first sink of each need not read
+	// their (zero) content first.
+	h.mu.Lock()
+	if h.fresh == nil {
+		h.fresh = map[string]bool{}
+	}
+	for i := range want.Disks {
+		h.fresh[freshKey(req.Name, i)] = true
+	}
+	h.mu.Unlock()
 	return nil
 }
+
+func freshKey(vm string, disk int) string { return fmt.Sprintf("%s\x00%d", vm, disk) }
 
 // checkExisting returns nil when a VM named name exists with shape want, an
 // error wrapping draas.ErrConflict when it exists with another shape, and
