@@ -246,6 +246,10 @@ func TestKillMidFailoverThenResume(t *testing.T) {
 	}
 	db, _ := rep.VM("db")
 	assert.Equal(t, orchestrate.Resumed, db.Steps[3].Status, "db's launch is not redone")
+	for _, v := range rep.VMs {
+		assert.Positive(t, v.Ready, "%s: ready counts from the first run's start", v.VM)
+	}
+	assert.Positive(t, rep.RTO)
 	assert.Len(t, instancesOf(e.srv), 3, "no duplicate instance")
 	vols := 0
 	for _, v := range e.srv.Volumes() {

@@ -52,8 +52,8 @@ type Report struct {
 	RunID string    `json:"runId"`
 	Start time.Time `json:"start"`
 	End   time.Time `json:"end"`
-	// RTO is the time from the start until the last VM was up: the
-	// recovery time the run achieved.
+	// RTO is the time from the start (of the first run, when this one
+	// resumed it) until the last VM was up: the recovery time achieved.
 	RTO time.Duration `json:"rto"`
 	// CriticalPath is the chain of steps that determined the end time.
 	CriticalPath         []string      `json:"criticalPath"`
@@ -101,6 +101,11 @@ func buildReport(p *plan.Plan, opts Options, rep orchestrate.Report) *Report {
 	steps := map[string]orchestrate.StepReport{}
 	for _, s := range rep.Steps {
 		steps[s.ID] = s
+		// A resumed run started when its first run did: RTO counts from
+		// there.
+		if !s.Start.IsZero() && s.Start.Before(out.Start) {
+			out.Start = s.Start
+		}
 	}
 	out.RunID = steps[runStep].Outputs["id"]
 	for _, vm := range p.VMs {
