@@ -44,7 +44,7 @@ func TestCloudSchemes(t *testing.T) {
 	punchHole(t, v1, 2*512<<10, 512<<10)
 
 	point1 := strings.TrimSpace(cp(v1, "s3://backups/site-a/web-1/new/disk-0").stdout)
-	pointURL := regexp.MustCompile(`^s3://backups/site-a/web-1/(\d{8}T\d{6}Z-[0-9a-f]{8})/disk-0$`)
+	pointURL := regexp.MustCompile(`^s3://backups/site-a/web-1/(\d{8}T\d{6}\.\d{3}Z-[0-9a-f]{8})/disk-0$`)
 	m := pointURL.FindStringSubmatch(point1)
 	if m == nil {
 		t.Fatalf("s3 sink printed %q, want the new point's URL s3://backups/site-a/web-1/ID/disk-0", point1)

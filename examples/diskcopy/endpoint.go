@@ -107,12 +107,19 @@ func defaultSchemes(c *cloud) schemes {
 		{
 			name:    "vmdk",
 			example: "vmdk:///abs/path/disk.vmdk?subformat=streamOptimized",
-			about:   "a VMDK file",
+			about:   "a VMDK file: streamOptimized (the default as SINK), monolithicSparse or\nmonolithicFlat; any of them as SOURCE",
+			open:    openVMDK,
+			create:  createVMDK,
+			partial: vmdkPartial,
+			check:   func(u *url.URL, _ role) error { _, _, err := vmdkPath(u); return err },
 		},
 		{
 			name:    "vsphere",
-			example: "vsphere://vcenter.example.com/datacenter/vm/NAME/disk-0",
-			about:   "a virtual disk of a vSphere VM",
+			example: "vsphere://user@vcenter.example.com/VM/disk-0?thumbprint=AB:CD:…",
+			about:   "disk N of a powered-off vSphere VM (password in DRAAS_VSPHERE_PASSWORD;\nthumbprint= pins a self-signed certificate); as SINK the VM must exist",
+			open:    openVSphere,
+			create:  createVSphere,
+			check:   func(u *url.URL, _ role) error { _, err := parseVSphere(u); return err },
 		},
 	}
 }

@@ -39,6 +39,27 @@ func TestCommand(t *testing.T) {
 		}
 	})
 
+	t.Run("vmdk round trip", func(t *testing.T) {
+		if _, err := exec.LookPath("qemu-img"); err != nil && os.Getenv("DRAAS_REQUIRE_ORACLES") == "" {
+			t.Log("qemu-img not found: the VMDK is checked by our reader only (apt-get install qemu-utils)")
+		}
+		dir := t.TempDir()
+		src := filepath.Join(dir, "disk.raw")
+		writeSparseDisk(t, src, 8<<20+4096, 5)
+		for _, sub := range []string{"streamOptimized", "monolithicSparse", "monolithicFlat"} {
+			img := filepath.Join(dir, sub+".vmdk")
+			back := filepath.Join(dir, sub+".raw")
+			runCmd(t, bin, "--verify", "file://"+src, "vmdk://"+img+"?subformat="+sub).wantExit(t, exitOK)
+			runCmd(t, bin, "vmdk://"+img, "file://"+back).wantExit(t, exitOK)
+			assertSameFile(t, src, back)
+			if q, err := exec.LookPath("qemu-img"); err == nil {
+				if out, err := exec.Command(q, "compare", "-f", "raw", "-F", "vmdk", src, img).CombinedOutput(); err != nil {
+					t.Errorf("qemu-img compare %s: %v\n%s", sub, err, out)
+				}
+			}
+		}
+	})
+
 	t.Run("bare paths, json, verify", func(t *testing.T) {
 		dir := t.TempDir()
 		src := filepath.Join(dir, "disk.raw")
@@ -93,7 +114,8 @@ func TestCommand(t *testing.T) {
 			want []string
 		}{
 			{"unknown scheme", []string{"ftp://host/disk", out}, []string{`unknown scheme "ftp"`, "supported: file (file:///"}},
-			{"planned scheme", []string{src, "vmdk:///tmp/disk.vmdk"}, []string{`"vmdk"`, "not supported yet", "supported: file", "s3 (s3://", "ebs (ebs://"}},
+			{"vmdk subformat", []string{src, "vmdk:///tmp/disk.vmdk?subformat=twoGbMaxExtent"}, []string{"vmdk URL"}},
+			{"vsphere password in URL", []string{src, "vsphere://root:secret@vc.example/db/disk-0"}, []string{"DRAAS_VSPHERE_PASSWORD"}},
 			{"s3 sink with a point ID", []string{src, "s3://bucket/prefix/vm/20261126T061000Z-5f3a9c0e/disk"}, []string{"s3://bucket/prefix/vm/new/disk"}},
 			{"s3 URL too short", []string{"s3://bucket/vm/disk", out}, []string{"s3://bucket/prefix/vm/point/disk"}},
 			{"ebs sink onto a snapshot", []string{src, "ebs://snap-0123"}, []string{"ebs://new?parent=snap-0123"}},
@@ -124,7 +146,7 @@ func TestCommand(t *testing.T) {
 	t.Run("help", func(t *testing.T) {
 		res := runCmd(t, bin, "-h")
 		res.wantExit(t, exitOK)
-		for _, w := range []string{"SOURCE SINK", "file:///abs/path/disk.raw", "s3://bucket/prefix/vm/point/disk", "ebs://new?parent=", "[planned]", "-checkpoint FILE", "-endpoint URL", "-s3-endpoint URL"} {
+		for _, w := range []string{"SOURCE SINK", "file:///abs/path/disk.raw", "s3://bucket/prefix/vm/point/disk", "ebs://new?parent=", "vmdk:///abs/path/disk.vmdk", "vsphere://", "-checkpoint FILE", "-endpoint URL", "-s3-endpoint URL"} {
 			res.wantStderr(t, w)
 		}
 	})
@@ -236,7 +258,9 @@ func TestParseEndpoint(t *testing.T) {
 		{"/data/disk.raw", "/data/disk.raw"},
 		{"file://data/disk.raw", ""},
 		{"file:///data/disk.raw?x=1", ""},
-		{"vmdk:///data/d.vmdk?subformat=streamOptimized", ""},
+		{"vmdk:///data/d.vmdk?subformat=bogus", ""},
+		{"vmdk://host/d.vmdk", ""},
+		{"vsphere://vc.example/db", ""},
 		{"nope://x", ""},
 		{"", ""},
 	} {
