@@ -166,6 +166,9 @@ func TestDirectFailback(t *testing.T) {
 }
 
 func TestPreSeedThenCutOverCopiesOnlyChanges(t *testing.T) {
+	if testing.Short() {
+		t.Skip("1 GiB volumes; the full run covers it")
+	}
 	testPreSeedThenCutOver(t, newEnv(t))
 }
 
@@ -238,6 +241,9 @@ func testPreSeedThenCutOver(t *testing.T, e *env) {
 }
 
 func TestKillMidFailbackResumes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("1 GiB volumes; the full run covers it")
+	}
 	ctx := context.Background()
 	e := newEnv(t)
 	opts := e.options(failback.Direct)

@@ -34,6 +34,9 @@ func TestFullThenIncrementalKeepsLatest(t *testing.T) {
 }
 
 func testFullThenIncremental(t *testing.T, path ebs.Path) {
+	if testing.Short() && path == ebs.PathVolume {
+		t.Skip("the volume path repeats the direct path's checks; the full run covers it")
+	}
 	ctx := context.Background()
 	e := newEnv(t, path)
 	os := randomDisk(1, 64*mib, 0.6)
@@ -114,6 +117,9 @@ func TestKillAtEachStep(t *testing.T) {
 		for _, at := range []string{"start", "blocks", "commit", "delete"} {
 			name := map[ebs.Path]string{ebs.PathDirect: "direct", ebs.PathVolume: "volume"}[path] + "/" + at
 			t.Run(name, func(t *testing.T) {
+				if testing.Short() && path == ebs.PathVolume {
+					t.Skip("the full run covers the volume path")
+				}
 				ctx := context.Background()
 				e := newEnv(t, path)
 				d := randomDisk(5, 16*mib, 0.7)
