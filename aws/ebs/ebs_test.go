@@ -83,6 +83,9 @@ func snapshotBytes(srv *awssim.Server, id string) ([]byte, error) {
 var fast = retry.Policy{Initial: time.Millisecond, Max: 20 * time.Millisecond, MaxAttempts: 20}
 
 func TestFullThenIncrementalRoundTrip(t *testing.T) {
+	if testing.Short() {
+		t.Skip("1 GiB snapshots; the full run covers it")
+	}
 	ctx := context.Background()
 	srv, client := newSim(t)
 
@@ -158,6 +161,9 @@ func TestFullThenIncrementalRoundTrip(t *testing.T) {
 }
 
 func TestThrottlingLosesNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("1 GiB snapshots; the full run covers it")
+	}
 	ctx := context.Background()
 	adaptive := ebs.NewAdaptiveLimit(50, 1000)
 	srv, client := newSim(t, ebs.WithAdaptiveLimit(adaptive))
@@ -176,6 +182,9 @@ func TestThrottlingLosesNothing(t *testing.T) {
 }
 
 func TestResumeAfterCancel(t *testing.T) {
+	if testing.Short() {
+		t.Skip("1 GiB snapshots; the full run covers it")
+	}
 	ctx := context.Background()
 	srv, client := newSim(t)
 	src := disk(4, 0.05)
@@ -266,6 +275,9 @@ func TestSourceConformance(t *testing.T) {
 }
 
 func TestSinkConformance(t *testing.T) {
+	if testing.Short() {
+		t.Skip("1 GiB snapshots; the full run covers it")
+	}
 	draastest.TestVolumeSink(t, func(t *testing.T, size int64) draastest.SinkHarness {
 		srv, client := newSim(t)
 		sink, err := ebs.NewSink(t.Context(), client, size, ebs.SinkOptions{})
