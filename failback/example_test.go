@@ -1,0 +1,70 @@
+package failback_test
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsec2 "github.com/aws/aws-sdk-go-v2/service/ec2"
+
+	"github.com/opendraas/draas"
+	"github.com/opendraas/draas/aws/ebs"
+	"github.com/opendraas/draas/aws/ec2"
+	"github.com/opendraas/draas/awssim"
+	"github.com/opendraas/draas/draastest"
+	"github.com/opendraas/draas/failback"
+	"github.com/opendraas/draas/plan"
+)
+
+// Example fails a VM running on EC2 back to a rebuilt vSphere site (here an
+// in-memory one; package vsphere is the real one): a VM of the instance's
+// shape, its disk copied from a snapshot of the instance, powered on.
+func Example() {
+	ctx := context.Background()
+	srv, err := awssim.New(awssim.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer srv.Close()
+	client := srv.EC2()
+	subnets, err := client.DescribeSubnets(ctx, &awsec2.DescribeSubnetsInput{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	launcher := ec2.New(client, ec2.Options{ImageID: srv.DefaultImageID(), SubnetID: aws.ToString(subnets.Subnets[0].SubnetId),
+		AvailabilityZone: aws.ToString(subnets.Subnets[0].AvailabilityZone), PollInterval: time.Millisecond})
+
+	// The VM as the failover left it: an r5.large booting from its DR copy.
+	snap, _ := srv.SeedSnapshot([]byte("db boot disk"), nil)
+	root, err := launcher.CreateVolume(ctx, draas.VolumeRequest{SnapshotID: snap})
+	if err != nil {
+		log.Fatal(err)
+	}
+	inst, err := launcher.Launch(ctx, draas.LaunchRequest{Name: "db", InstanceType: "r5.large", RootVolumeID: root})
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	site := draastest.NewHypervisor(nil)
+	p, _ := plan.Parse("shop.yaml", []byte("name: shop\ndefaults: {instanceType: r5.large, subnet: s}\nvms: [{name: db}]\n"))
+	ebsClient := srv.EBS()
+	rep, err := failback.Run(ctx, p, failback.Options{
+		Cloud:      launcher,
+		Hypervisor: site,
+		OpenSnapshot: func(ctx context.Context, id string) (draas.BlockSource, error) {
+			return ebs.OpenSnapshot(ctx, ebsClient, id, ebs.SourceOptions{})
+		},
+		Targets: map[string]failback.Target{"db": {InstanceID: inst.ID}},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	shape, _ := site.VMShape(ctx, "db")
+	on, _ := site.PoweredOn("db")
+	db, _ := rep.VM("db")
+	fmt.Printf("db: %d CPUs, %d MiB, %d disk, powered on %t, %d bytes copied\n", shape.CPUs, shape.MemoryMiB, len(shape.Disks), on, db.BytesCopied)
+	// Output:
+	// db: 2 CPUs, 16384 MiB, 1 disk, powered on true, 65536 bytes copied
+}
