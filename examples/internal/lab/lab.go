@@ -1,9 +1,10 @@
 // Package lab builds a whole simulated DR environment for a plan, for the
 // examples and their tests: an AWS account (awssim, with S3 for the backup
 // store) whose VPCs, subnets, security groups and DNS zones match the plan's
-// names, an on-premises site whose VMs hold generated disks, and "guests"
-// on loopback that answer the plan's health checks. Everything runs in the
-// process and talks only to 127.0.0.1.
+// names, an on-premises site whose VMs hold generated disks (in memory, or
+// in vcsim, govmomi's vCenter simulator, driven through package vsphere),
+// and "guests" on loopback that answer the plan's health checks. Everything
+// runs in the process and talks only to 127.0.0.1.
 package lab
 
 import (
@@ -14,6 +15,7 @@ import (
 	"net/http"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -31,15 +33,23 @@ import (
 	"github.com/opendraas/draas/aws/s3"
 	"github.com/opendraas/draas/awssim"
 	"github.com/opendraas/draas/backup"
+	"github.com/opendraas/draas/backup/fromvsphere"
 	"github.com/opendraas/draas/draastest"
 	"github.com/opendraas/draas/failback"
 	"github.com/opendraas/draas/failover"
 	"github.com/opendraas/draas/plan"
 	"github.com/opendraas/draas/replicate"
+	"github.com/opendraas/draas/vsphere"
 )
 
 // BlockSize of generated disks: the EBS and backup store block size.
 const BlockSize = 512 << 10
+
+// The backup store's bucket and key prefix in the simulator's S3.
+const (
+	BackupBucket = "draas-backups"
+	BackupPrefix = "lab"
+)
 
 // Options tunes a lab. The zero value is useful.
 type Options struct {
@@ -51,6 +61,19 @@ type Options struct {
 	// DataPercent is the share of generated disks that holds data; 0 means
 	// 60.
 	DataPercent int
+	// VSphere runs the on-premises site on vcsim through package vsphere
+	// (Lab.VCenter) instead of in memory (Lab.Site). vSphere names disks by
+	// their slot ("scsi0:0"; "scsi0-0" in the backup store), not as the
+	// plan does.
+	VSphere bool
+	// DatastoreOverTLS sends a VSphere site's disk data over loopback TLS,
+	// as its other calls, instead of to vcsim in the process (see VCenter).
+	DatastoreOverTLS bool
+	// SiteRecords seeds the production DNS zone with each plan VM's A
+	// records pointing at an on-premises address (192.168.10.x), as they
+	// were before the disaster: a failover's report keeps them as its
+	// PreviousRecords, and failback points DNS back to them.
+	SiteRecords bool
 }
 
 // Lab is a simulated DR environment for one plan.
@@ -64,9 +87,15 @@ type Lab struct {
 	Copies   *ebs.Copies
 	Launcher *ec2.Launcher
 	DNS      *route53.DNS
-	// Site is the on-premises vSphere site: a VM per plan VM, with its
-	// disks.
-	Site  *draastest.Hypervisor
+	// Site is the on-premises vSphere site in memory: a VM per plan VM,
+	// with its disks. It is nil with Options.VSphere.
+	Site *draastest.Hypervisor
+	// VCenter is the on-premises site on vcsim with Options.VSphere, nil
+	// without. Its VMs are powered on, as production VMs are.
+	VCenter *VCenter
+	// SiteRecords are the records Options.SiteRecords seeded.
+	SiteRecords []draas.Record
+
 	EBS   *awsebs.Client
 	EC2   *awsec2.Client
 	S3    *awss3.Client
@@ -74,6 +103,7 @@ type Lab struct {
 
 	closers []func()
 	snaps   int
+	tls     bool // Options.DatastoreOverTLS
 }
 
 // fastRetryer backs off in milliseconds: the simulator throttles only when
@@ -118,15 +148,45 @@ func Start(ctx context.Context, p *plan.Plan, opts Options) (*Lab, error) {
 			return nil, fmt.Errorf("lab: hosted zone %s: %w", zone, err)
 		}
 	}
-	l.Store = s3.New(l.S3, "draas-backups", "lab", s3.Options{})
+	l.Store = s3.New(l.S3, BackupBucket, BackupPrefix, s3.Options{})
 	l.Copies = ebs.NewCopies(l.EBS, l.EC2, ebs.CopiesOptions{})
 	l.Launcher = ec2.New(l.EC2, ec2.Options{ImageID: l.Plan.AWS.ImageID, AvailabilityZone: l.Plan.AWS.AvailabilityZone, PollInterval: 5 * time.Millisecond})
 	l.DNS = route53.New(r53, route53.Options{PollInterval: 5 * time.Millisecond})
+	if opts.SiteRecords {
+		if err := l.seedRecords(ctx, p); err != nil {
+			l.Close()
+			return nil, err
+		}
+	}
 	if l.Probe, err = l.guests(); err != nil {
 		l.Close()
 		return nil, err
 	}
-	l.Site = draastest.NewHypervisor(nil)
+	if err := l.site(ctx, p, opts); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+// site makes the on-premises site: a VM per plan VM whose disks hold
+// generated data, in memory or in vcsim.
+func (l *Lab) site(ctx context.Context, p *plan.Plan, opts Options) error {
+	if opts.VSphere {
+		l.tls = opts.DatastoreOverTLS
+		vc, err := startVCenter(ctx, l.tls)
+		if err != nil {
+			return err
+		}
+		l.VCenter = vc
+		l.closers = append(l.closers, func() { // the current one: LoseSite replaces it
+			if l.VCenter != nil {
+				l.VCenter.close()
+			}
+		})
+	} else {
+		l.Site = draastest.NewHypervisor(nil)
+	}
 	rng := rand.New(rand.NewPCG(opts.Seed, 7))
 	for _, vm := range p.VMs {
 		disks := vm.Disks
@@ -138,12 +198,54 @@ func Start(ctx context.Context, p *plan.Plan, opts Options) (*Lab, error) {
 		for _, d := range disks {
 			contents = append(contents, generate(rng, d.Size, opts.DataPercent))
 		}
-		if err := l.Site.AddVM(vm.Name, shape, contents...); err != nil {
-			l.Close()
-			return nil, err
+		if l.Site != nil {
+			if err := l.Site.AddVM(vm.Name, shape, contents...); err != nil {
+				return err
+			}
+			continue
+		}
+		var srcs []draas.BlockSource
+		for _, c := range contents {
+			srcs = append(srcs, c)
+		}
+		if err := l.VCenter.createVM(ctx, vm.Name, shape, srcs); err != nil {
+			return err
+		}
+		if err := l.VCenter.Hypervisor.PowerOn(ctx, vm.Name); err != nil {
+			return fmt.Errorf("lab: power on VM %s: %w", vm.Name, err)
 		}
 	}
-	return l, nil
+	return nil
+}
+
+// seedRecords points each plan VM's A records at an on-premises address.
+func (l *Lab) seedRecords(ctx context.Context, p *plan.Plan) error {
+	zone := p.DNS.Zone
+	for i, vm := range p.VMs {
+		for _, r := range vm.DNS {
+			if r.Type != "" && r.Type != "A" {
+				continue
+			}
+			name := r.Name
+			if !strings.HasSuffix(name, ".") {
+				name += "." + strings.TrimSuffix(zone, ".") + "."
+			}
+			rec := draas.Record{Zone: zone, Name: name, Type: "A", TTL: p.TTL(), Values: []string{fmt.Sprintf("192.168.10.%d", 10+i)}}
+			if err := l.DNS.Upsert(ctx, rec); err != nil {
+				return fmt.Errorf("lab: seed record %s of VM %s: %w", name, vm.Name, err)
+			}
+			l.SiteRecords = append(l.SiteRecords, rec)
+		}
+	}
+	return nil
+}
+
+// Hypervisor returns the on-premises site: Site, or VCenter's Hypervisor.
+func (l *Lab) Hypervisor() draas.Hypervisor {
+	if l.VCenter != nil {
+		return l.VCenter.Hypervisor
+	}
+	return l.Site
 }
 
 // network makes the plan's subnets and security groups, production and
@@ -306,14 +408,15 @@ func (l *Lab) Close() {
 // disk of vm on the site, as the running VM would, and returns how many
 // blocks changed.
 func (l *Lab) Change(vm string, fraction float64, seed uint64) (int, error) {
+	ctx := context.Background()
 	rng := rand.New(rand.NewPCG(seed, 11))
-	shape, err := l.Site.VMShape(context.Background(), vm)
+	shape, err := l.Hypervisor().VMShape(ctx, vm)
 	if err != nil {
 		return 0, err
 	}
 	n := 0
 	for i := range shape.Disks {
-		d, err := l.Site.Disk(vm, i)
+		d, closeDisk, err := l.guestDisk(ctx, vm, i)
 		if err != nil {
 			return 0, err
 		}
@@ -327,11 +430,35 @@ func (l *Lab) Change(vm string, fraction float64, seed uint64) (int, error) {
 			if off+int64(len(p)) > d.Size() {
 				off = d.Size() - int64(len(p))
 			}
-			_, _ = d.WriteAt(p, off)
+			if _, err := d.WriteAt(p, off); err != nil {
+				closeDisk()
+				return n, err
+			}
 			n++
 		}
+		closeDisk()
 	}
 	return n, nil
+}
+
+// guestDisk returns disk i of vm as its guest writes it, and a function
+// that closes it.
+func (l *Lab) guestDisk(ctx context.Context, vm string, i int) (interface {
+	WriteAt(p []byte, off int64) (int, error)
+	Size() int64
+}, func(), error) {
+	if l.VCenter != nil {
+		d, err := l.VCenter.GuestDisk(ctx, vm, i)
+		if err != nil {
+			return nil, nil, err
+		}
+		return d, func() { d.Close() }, nil
+	}
+	d, err := l.Site.Disk(vm, i)
+	if err != nil {
+		return nil, nil, err
+	}
+	return d, func() {}, nil
 }
 
 // Backups is the backup store as replication reads it.
@@ -340,9 +467,16 @@ func (l *Lab) Backups() replicate.Backups { return replicate.BackupsOf(l.Store) 
 // BackupStore is the backup store as backup writes it.
 func (l *Lab) BackupStore() backup.Store { return backup.StoreOf(l.Store) }
 
-// Snapshotter returns the site as a backup.Hypervisor: a snapshot records a
-// version of each disk, whose name serves as its CBT change ID.
-func (l *Lab) Snapshotter() backup.Hypervisor { return siteSnapshots{l} }
+// Snapshotter returns the site as a backup.Hypervisor. In memory, a
+// snapshot records a version of each disk, whose name serves as its CBT
+// change ID. On vcsim it is package fromvsphere's: a VM snapshot, and no
+// change IDs (vcsim has no CBT), so every backup reads whole disks.
+func (l *Lab) Snapshotter() backup.Hypervisor {
+	if l.VCenter != nil {
+		return fromvsphere.New(l.VCenter.Hypervisor, vsphere.BackupOptions{})
+	}
+	return siteSnapshots{l}
+}
 
 type siteSnapshots struct{ l *Lab }
 
@@ -403,7 +537,7 @@ func (l *Lab) Failback(mode failback.Mode, rep *failover.Report) failback.Option
 		targets[v.VM] = failback.Target{InstanceID: v.InstanceID, Records: v.PreviousRecords}
 	}
 	return failback.Options{
-		Mode: mode, Cloud: l.Launcher, Hypervisor: l.Site, DNS: l.DNS, Targets: targets,
+		Mode: mode, Cloud: l.Launcher, Hypervisor: l.Hypervisor(), DNS: l.DNS, Targets: targets,
 		OpenSnapshot: func(ctx context.Context, id string) (draas.BlockSource, error) {
 			return ebs.OpenSnapshot(ctx, l.EBS, id, ebs.SourceOptions{})
 		},
@@ -411,5 +545,21 @@ func (l *Lab) Failback(mode failback.Mode, rep *failover.Report) failback.Option
 }
 
 // LoseSite replaces the on-premises site with a rebuilt, empty one: the
-// disaster, as failback finds it.
-func (l *Lab) LoseSite() { l.Site = draastest.NewHypervisor(nil) }
+// disaster, as failback finds it. On vcsim, the simulator is stopped, its
+// datastore deleted, and a new one started, at a new URL.
+func (l *Lab) LoseSite() error {
+	if l.VCenter == nil {
+		l.Site = draastest.NewHypervisor(nil)
+		return nil
+	}
+	l.VCenter.close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	vc, err := startVCenter(ctx, l.tls)
+	if err != nil {
+		l.VCenter = nil
+		return fmt.Errorf("lab: rebuild the site: %w", err)
+	}
+	l.VCenter = vc
+	return nil
+}
