@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/opendraas/draas"
 	"github.com/opendraas/draas/aws/internal/awserr"
+	"github.com/opendraas/draas/aws/internal/ec2tags"
 )
 
 // VolumeAPI is the part of the EC2 client the volume path uses;
@@ -197,7 +197,7 @@ func NewVolumeSink(ctx context.Context, api VolumeAPI, size int64, opts VolumeSi
 		AvailabilityZone:  aws.String(opts.AvailabilityZone),
 		VolumeType:        ec2types.VolumeType(opts.VolumeType),
 		Size:              aws.Int32(int32((size + gib - 1) / gib)),
-		TagSpecifications: ec2Tags(ec2types.ResourceTypeVolume, tags),
+		TagSpecifications: ec2tags.Spec(ec2types.ResourceTypeVolume, tags),
 	}
 	if opts.BaseSnapshotID != "" {
 		in.SnapshotId = aws.String(opts.BaseSnapshotID)
@@ -405,7 +405,7 @@ func (s *VolumeSink) Commit(ctx context.Context) error {
 	out, err := s.api.CreateSnapshot(ctx, &awsec2.CreateSnapshotInput{
 		VolumeId:          aws.String(s.volumeID),
 		Description:       aws.String(cmp.Or(s.opts.Description, "draas DR copy")),
-		TagSpecifications: ec2Tags(ec2types.ResourceTypeSnapshot, s.opts.Tags),
+		TagSpecifications: ec2tags.Spec(ec2types.ResourceTypeSnapshot, s.opts.Tags),
 	})
 	if err != nil {
 		return awserr.Wrap("CreateSnapshot", s.volumeID, err)
@@ -467,20 +467,4 @@ func (s *VolumeSink) Committed(ctx context.Context) (draas.BlockSource, error) {
 		return nil, draas.Invalidf("ebs: reading back snapshot %s needs VolumeSinkOptions.EBS (an EBS direct APIs client)", s.SnapshotID())
 	}
 	return OpenSnapshot(ctx, s.opts.EBS, s.SnapshotID(), SourceOptions{})
-}
-
-func ec2Tags(rt ec2types.ResourceType, tags map[string]string) []ec2types.TagSpecification {
-	if len(tags) == 0 {
-		return nil
-	}
-	keys := make([]string, 0, len(tags))
-	for k := range tags {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	ts := ec2types.TagSpecification{ResourceType: rt}
-	for _, k := range keys {
-		ts.Tags = append(ts.Tags, ec2types.Tag{Key: aws.String(k), Value: aws.String(tags[k])})
-	}
-	return []ec2types.TagSpecification{ts}
 }

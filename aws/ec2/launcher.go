@@ -22,6 +22,7 @@ import (
 
 	"github.com/opendraas/draas"
 	"github.com/opendraas/draas/aws/internal/awserr"
+	"github.com/opendraas/draas/aws/internal/ec2tags"
 )
 
 // API is the part of the EC2 client this package uses; *ec2.Client
@@ -91,22 +92,6 @@ func New(api API, opts Options) *Launcher {
 	return &Launcher{api: api, opts: opts}
 }
 
-func tagSpec(rt types.ResourceType, tags map[string]string) []types.TagSpecification {
-	if len(tags) == 0 {
-		return nil
-	}
-	keys := make([]string, 0, len(tags))
-	for k := range tags {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	ts := types.TagSpecification{ResourceType: rt}
-	for _, k := range keys {
-		ts.Tags = append(ts.Tags, types.Tag{Key: aws.String(k), Value: aws.String(tags[k])})
-	}
-	return []types.TagSpecification{ts}
-}
-
 // CreateVolume makes a volume from req.SnapshotID and waits until it is
 // available.
 func (l *Launcher) CreateVolume(ctx context.Context, req draas.VolumeRequest) (string, error) {
@@ -118,7 +103,7 @@ func (l *Launcher) CreateVolume(ctx context.Context, req draas.VolumeRequest) (s
 		SnapshotId:        aws.String(req.SnapshotID),
 		AvailabilityZone:  aws.String(az),
 		VolumeType:        types.VolumeType(cmp.Or(req.VolumeType, l.opts.VolumeType)),
-		TagSpecifications: tagSpec(types.ResourceTypeVolume, req.Tags),
+		TagSpecifications: ec2tags.Spec(types.ResourceTypeVolume, req.Tags),
 	}
 	if req.SizeGiB > 0 {
 		in.Size = aws.Int32(req.SizeGiB)
@@ -175,7 +160,7 @@ func (l *Launcher) Launch(ctx context.Context, req draas.LaunchRequest) (draas.I
 		MaxCount:          aws.Int32(1),
 		SubnetId:          aws.String(subnet),
 		SecurityGroupIds:  req.SecurityGroupIDs,
-		TagSpecifications: append(tagSpec(types.ResourceTypeInstance, tags), tagSpec(types.ResourceTypeVolume, tags)...),
+		TagSpecifications: append(ec2tags.Spec(types.ResourceTypeInstance, tags), ec2tags.Spec(types.ResourceTypeVolume, tags)...),
 	}
 	if req.PrivateIP != "" {
 		in.PrivateIpAddress = aws.String(req.PrivateIP)
@@ -497,7 +482,7 @@ func (l *Launcher) SnapshotInstance(ctx context.Context, instanceID string, tags
 	out, err := l.api.CreateSnapshots(ctx, &awsec2.CreateSnapshotsInput{
 		InstanceSpecification: &types.InstanceSpecification{InstanceId: aws.String(instanceID)},
 		Description:           aws.String("draas failback of " + instanceID),
-		TagSpecifications:     tagSpec(types.ResourceTypeSnapshot, tags),
+		TagSpecifications:     ec2tags.Spec(types.ResourceTypeSnapshot, tags),
 	})
 	if err != nil {
 		return nil, awserr.Wrap("CreateSnapshots", instanceID, err)
