@@ -80,7 +80,7 @@ type globals struct {
 	poll       time.Duration
 	health     string
 
-	// vSphere, for failback.
+	// vSphere, for backup and failback.
 	vcenter     string
 	thumbprint  string
 	credentials string
@@ -103,13 +103,13 @@ func (g *globals) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.region, "region", "", "AWS region (default: the plan's aws.region, then the SDK's configuration)")
 	fs.StringVar(&g.endpoint, "endpoint", "", "`URL` of EBS, EC2 and Route53, for a simulator such as examples/awssim")
 	fs.StringVar(&g.s3Endpoint, "s3-endpoint", "", "`URL` of S3 (path-style), for a simulator")
-	fs.StringVar(&g.bucket, "bucket", "", "S3 bucket of the backup store (replicate, seed)")
+	fs.StringVar(&g.bucket, "bucket", "", "S3 bucket of the backup store (replicate, backup, seed)")
 	fs.StringVar(&g.prefix, "prefix", "draas", "key prefix of the backup store in the bucket")
 	fs.StringVar(&g.imageID, "image-id", "", "AMI instances boot from before their root volume is swapped for the DR copy (default: the plan's aws.imageId)")
 	fs.DurationVar(&g.poll, "poll", 0, "time between state polls of volumes, instances, DNS and health checks (default: 2s for AWS calls, 5s for health)")
 	fs.StringVar(&g.health, "health", "all", "health checks: all (EC2 status, and TCP and HTTP from this machine), or ec2 (EC2 status checks only, when this machine cannot reach the VPC)")
 
-	fs.StringVar(&g.vcenter, "vcenter", "", "`URL` of the vCenter failback writes to (https://vcenter.example.com)")
+	fs.StringVar(&g.vcenter, "vcenter", "", "`URL` of the vCenter backup reads from and failback writes to (https://vcenter.example.com)")
 	fs.StringVar(&g.thumbprint, "thumbprint", "", "pin vCenter's TLS certificate by its SHA-256 or SHA-1 thumbprint")
 	fs.StringVar(&g.credentials, "vsphere-credentials", "", "`FILE` with user=… and password=… lines (default: DRAAS_VSPHERE_USER and DRAAS_VSPHERE_PASSWORD)")
 	fs.StringVar(&g.datacenter, "vsphere-datacenter", "", "datacenter of VMs failback creates (default: the first)")
@@ -163,6 +163,7 @@ func commands() []command {
 		{"failover", "PLAN", "fail the plan's VMs over to AWS, in dependency order; resumable", failoverCmd},
 		{"failback", "PLAN --from REPORT [--pre-seed | --cut-over --pre-seed-report FILE]", "bring failed-over VMs back to vSphere", failbackCmd},
 		{"report", "FILE.json", "re-render a report as HTML beside it and print its summary (exit code from its verdict)", reportCmd},
+		{"backup", "PLAN [--vm NAME]...", "back the plan's VMs (or the --vm ones) up from vCenter into the backup store as new recovery points", backupCmd},
 		{"seed", "PLAN", "prepare a long-running simulator (--endpoint) for a plan: network, DNS zones, generated disks backed up", seedCmd},
 	}
 }

@@ -17,11 +17,12 @@
 //	failover PLAN                fail over to AWS
 //	failback PLAN --from F       fail back to vSphere (--pre-seed, then --cut-over)
 //	report FILE.json             re-render a report as HTML and print its summary
+//	backup PLAN [--vm NAME]...   back the VMs up from vCenter into the backup store
 //	seed PLAN                    prepare a long-running simulator (examples/awssim) for a plan
 //
 // Targets are real AWS (the SDK's normal configuration: environment,
-// ~/.aws files, SSO, instance role) and vCenter for failback, or, with
-// --simulate, simulators embedded in the process. --endpoint and
+// ~/.aws files, SSO, instance role) and vCenter for backup and failback,
+// or, with --simulate, simulators embedded in the process. --endpoint and
 // --s3-endpoint point the AWS path at a long-running simulator instead.
 // Global flags may come before or after the command.
 //

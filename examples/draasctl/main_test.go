@@ -25,9 +25,12 @@ import (
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	vcsim "github.com/vmware/govmomi/simulator"
 
 	"github.com/opendraas/draas"
+	"github.com/opendraas/draas/examples/internal/lab"
 	"github.com/opendraas/draas/orchestrate"
+	"github.com/opendraas/draas/plan"
 	"github.com/opendraas/draas/report"
 )
 
@@ -571,4 +574,78 @@ func TestVSphereCredentials(t *testing.T) {
 	user, pass, err = a.vsphereCredentials()
 	require.NoError(t, err)
 	assert.Equal(t, [2]string{"u", "p"}, [2]string{user, pass})
+}
+
+// backupOutput checks backup's human output: a recovery point per VM, and
+// a line per disk.
+func backupOutput(t *testing.T, out string, vms ...string) {
+	t.Helper()
+	for _, vm := range vms {
+		assert.Regexp(t, `(?m)^`+vm+`: recovery point \S+ in \S+$`, out)
+	}
+	assert.Len(t, regexp.MustCompile(`(?m)^\S+: recovery point `).FindAllString(out, -1), len(vms))
+	assert.Regexp(t, `(?m)^  \S+\s+(full|incremental)\s+[\d.]+ (KiB|MiB) read$`, out)
+}
+
+func TestSimulatedBackup(t *testing.T) {
+	r := ctl(t, nil, "--simulate", "--state", t.TempDir(), "--disk-mib", "8", "backup", threeTier)
+	require.Equal(t, exitOK, r.code, r)
+	backupOutput(t, r.stdout, "db", "app", "web")
+
+	r = ctl(t, nil, "--simulate", "--state", t.TempDir(), "--disk-mib", "8", "--json", "backup", threeTier, "--vm", "web")
+	require.Equal(t, exitOK, r.code, r)
+	backupOutput(t, r.stderr, "web")
+	var results []backupResult
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &results), r.stdout)
+	require.Len(t, results, 1)
+	assert.Equal(t, "web", results[0].VM)
+	assert.NotEmpty(t, results[0].Point)
+	require.NotEmpty(t, results[0].Disks)
+	assert.Empty(t, results[0].Error)
+
+	r = ctl(t, nil, "--simulate", "backup", threeTier, "--vm", "nope")
+	assert.Equal(t, exitUsage, r.code, r)
+	assert.Contains(t, r.stderr, "plan shop has no such VM")
+	r = ctl(t, nil, "--bucket", "b", "backup", threeTier)
+	assert.Equal(t, exitUsage, r.code, r)
+	assert.Contains(t, r.stderr, "pass --vcenter URL")
+}
+
+// TestBackupFromVCenter runs the real path against simulators: the backup
+// store in a long-running awssim (seeded first), the VMs on a vcsim in
+// the test process, dialed with --vcenter, --thumbprint and credentials
+// from the environment.
+func TestBackupFromVCenter(t *testing.T) {
+	sim := startSimulator(t)
+	global := []string{"--endpoint", sim.url, "--s3-endpoint", sim.s3url, "--bucket", "draas-backups", "--prefix", "test",
+		"--disk-mib", "8", "--state", t.TempDir()}
+	args := func(more ...string) []string { return append(append([]string{}, global...), more...) }
+	r := ctl(t, nil, args("seed", threeTier)...)
+	require.Equal(t, exitOK, r.code, r)
+
+	ctx := context.Background()
+	p, err := plan.Load(threeTier)
+	require.NoError(t, err)
+	l, err := lab.Start(ctx, p, lab.Options{VSphere: true, DatastoreOverTLS: true, DiskMiB: 8})
+	require.NoError(t, err)
+	defer l.Close()
+	pass, _ := vcsim.DefaultLogin.Password()
+	creds := []string{"DRAAS_VSPHERE_USER=" + vcsim.DefaultLogin.Username(), "DRAAS_VSPHERE_PASSWORD=" + pass}
+
+	r = ctl(t, creds, args("--vcenter", l.VCenter.URL, "--thumbprint", l.VCenter.Thumbprint, "--json", "backup", threeTier)...)
+	require.Equal(t, exitOK, r.code, r)
+	backupOutput(t, r.stderr, "db", "app", "web")
+	var results []backupResult
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &results), r.stdout)
+	require.Len(t, results, 3)
+	for _, res := range results {
+		require.Len(t, res.Disks, 1, res.VM)
+		assert.Equal(t, "scsi0-0", res.Disks[0].Disk.Name, "vSphere's disk names: the backup read vcsim")
+		assert.False(t, res.Disks[0].Incremental, "vcsim has no CBT")
+		assert.Positive(t, res.Disks[0].Stats.BytesRead)
+	}
+	// A vCenter whose certificate is not the pinned one is refused.
+	r = ctl(t, creds, args("--vcenter", l.VCenter.URL, "--thumbprint", strings.Repeat("AB:", 31)+"AB", "backup", threeTier, "--vm", "db")...)
+	assert.Equal(t, exitFailed, r.code, r)
+	assert.Contains(t, r.stderr, "vCenter "+l.VCenter.URL)
 }

@@ -21,8 +21,24 @@ type siteHypervisor interface {
 // dialVSphere logs in to the vCenter of --vcenter with the credentials of
 // --vsphere-credentials or DRAAS_VSPHERE_USER and DRAAS_VSPHERE_PASSWORD.
 func (a *app) dialVSphere(ctx context.Context) (siteHypervisor, error) {
+	h, err := a.dialVCenter(ctx, "failback writes to vSphere")
+	if err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// noVCenter is the usage error of a command that needs --vcenter; why
+// says what the command does with it.
+func noVCenter(why string) error {
+	return usagef("%s: pass --vcenter URL, with credentials in DRAAS_VSPHERE_USER and DRAAS_VSPHERE_PASSWORD or --vsphere-credentials FILE (or try it with --simulate)", why)
+}
+
+// dialVCenter logs in to the vCenter of --vcenter, as dialVSphere does;
+// why says what the command needs it for.
+func (a *app) dialVCenter(ctx context.Context, why string) (*vsphere.Hypervisor, error) {
 	if a.g.vcenter == "" {
-		return nil, usagef("failback writes to vSphere: pass --vcenter URL, with credentials in DRAAS_VSPHERE_USER and DRAAS_VSPHERE_PASSWORD or --vsphere-credentials FILE (or try it with --simulate)")
+		return nil, noVCenter(why)
 	}
 	user, pass, err := a.vsphereCredentials()
 	if err != nil {
