@@ -12,11 +12,10 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 runs=${RUNS:-10}
 
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
-echo "tools:   $(go version | cut -d' ' -f3-)"
-echo "date:    $(date -u +%Y-%m-%dT%H:%MZ)"
+machine_info
 
 out=$(go test -run '^$' -bench '^BenchmarkRandomDAG$' -benchtime "${runs}x" -count 1 ./orchestrate/)
 line=$(echo "$out" | grep '^BenchmarkRandomDAG') || { echo "$out" >&2; exit 1; }

@@ -22,6 +22,7 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 vms=${VMS:-4}
 size_mib=${SIZE_MIB:-2048}
 change=${CHANGE_PERCENT:-1}
@@ -31,9 +32,7 @@ rounds=${ROUNDS:-3}
 work=$(mktemp -d "${TMPDIR:-/tmp}/draas-bench.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
-echo "tools:   $(go version | cut -d' ' -f3-)"
-echo "date:    $(date -u +%Y-%m-%dT%H:%MZ), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+machine_info
 
 go build -o "$work/mkimage" ./bench/mkimage
 go build -o "$work/drbench" ./bench/cmd/drbench

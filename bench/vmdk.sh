@@ -17,6 +17,7 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 size_mib=${SIZE_MIB:-2048}
 runs=${RUNS:-3}
 
@@ -25,16 +26,11 @@ if ! command -v qemu-img >/dev/null 2>&1; then
 	exit 1
 fi
 
-# calc EXPR [DECIMALS]: floating-point arithmetic without bc.
-calc() { awk "BEGIN { printf \"%.${2:-2}f\", $1 }"; }
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/draas-vmdk-bench.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
-echo "tools:   $(go version | cut -d' ' -f3-), $(qemu-img --version | head -n 1)"
-echo "date:    $(date -u +%Y-%m-%dT%H:%MZ)"
-echo "load:    $(cut -d' ' -f1-3 /proc/loadavg) (1, 5, 15 min)"
+machine_info "$(qemu-img --version | head -n 1)"
 
 go build -o "$work/mkimage" ./bench/mkimage
 go build -o "$work/vmdkbench" ./bench/cmd/vmdkbench
