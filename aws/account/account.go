@@ -35,6 +35,7 @@ import (
 	"github.com/opendraas/draas/aws/ec2"
 	"github.com/opendraas/draas/aws/route53"
 	"github.com/opendraas/draas/aws/s3"
+	"github.com/opendraas/draas/plan"
 )
 
 // Options tunes an [Account]. The zero value is useful: AWS's endpoints,
@@ -57,9 +58,8 @@ type Options struct {
 	// Copies configures the DR copy store: data path, proxy instance,
 	// sink limits, extra tags.
 	Copies ebs.CopiesOptions
-	// Launcher configures the instance launcher: image, zone, waits. The
-	// zone is usually left empty here and taken from the resolved plan
-	// (plan.AWS.AvailabilityZone) by failover.
+	// Launcher configures the instance launcher: volume type, image,
+	// zone, waits. [Account.LauncherFor] fills in a plan's image and zone.
 	Launcher ec2.Options
 	// DNS configures Route 53.
 	DNS route53.Options
@@ -99,7 +99,9 @@ type Backup struct {
 // fields are ready to use and safe for concurrent use; pass them to the
 // workflows (failover.Options.Launcher, replicate.New's copy store, ...).
 type Account struct {
-	// Launcher launches instances from DR copies (draas.InstanceLauncher).
+	// Launcher launches instances from DR copies (draas.InstanceLauncher)
+	// with Options.Launcher. A failover's launcher also needs the plan's
+	// zone: see [Account.LauncherFor].
 	Launcher *ec2.Launcher
 	// Copies is the store of DR copies as EBS snapshots (draas.CopyStore).
 	Copies *ebs.Copies
@@ -118,6 +120,8 @@ type Account struct {
 	// EBSLimit is the account's EBS request rate (Options.EBSLimit or the
 	// default): its Rate and Throttled say how hard AWS pushed back.
 	EBSLimit *ebs.AdaptiveLimit
+
+	opts Options
 }
 
 // New returns the adapters for the account and region of cfg. It makes no
@@ -166,12 +170,25 @@ func New(cfg aws.Config, opts Options) (*Account, error) {
 			}
 		}),
 		EBSLimit: limit,
+		opts:     opts,
 	}
 	a.Launcher = ec2.New(a.EC2, opts.Launcher)
 	a.Copies = ebs.NewCopies(a.EBS, a.EC2, opts.Copies)
 	a.DNS = route53.New(a.Route53, opts.DNS)
 	a.Resolver = ec2.NewResolver(a.EC2)
 	return a, nil
+}
+
+// LauncherFor returns a launcher for the instances of p, a plan resolved by
+// [Account.ResolvePlan]: Options.Launcher with the plan's image
+// (aws.imageId) and availability zone (aws.availabilityZone, which
+// ResolvePlan fills in) where the plan sets them. Volumes are made in that
+// zone, the zone of the subnets the instances launch in.
+func (a *Account) LauncherFor(p *plan.Plan) *ec2.Launcher {
+	opts := a.opts.Launcher
+	opts.ImageID = cmp.Or(p.AWS.ImageID, opts.ImageID)
+	opts.AvailabilityZone = cmp.Or(p.AWS.AvailabilityZone, opts.AvailabilityZone)
+	return ec2.New(a.EC2, opts)
 }
 
 // BackupStore returns the backup store in bucket under prefix, through the

@@ -3,6 +3,7 @@ package account_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsec2 "github.com/aws/aws-sdk-go-v2/service/ec2"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/opendraas/draas"
 	"github.com/opendraas/draas/aws/account"
+	"github.com/opendraas/draas/aws/ec2"
 	"github.com/opendraas/draas/awssim"
 	"github.com/opendraas/draas/plan"
 )
@@ -31,7 +33,7 @@ type network struct {
 func newNetwork(t *testing.T) *network {
 	t.Helper()
 	srv := sim(t, awssim.Options{})
-	a, err := account.New(srv.Config(), account.Options{})
+	a, err := account.New(srv.Config(), account.Options{Launcher: ec2.Options{PollInterval: time.Millisecond}})
 	require.NoError(t, err)
 	n := &network{srv: srv, a: a, zone: srv.AvailabilityZones()[0], zone2: srv.AvailabilityZones()[1]}
 	prod, err := srv.AddVPC("10.0.0.0/16", map[string]string{"Name": "production"})
@@ -158,4 +160,32 @@ vms:
 `), account.Production)
 	assert.ErrorIs(t, err, draas.ErrInvalid)
 	assert.ErrorContains(t, err, "aws.availabilityZone: the production subnets are in zones "+n.zone+", "+n.zone2)
+}
+
+// A launcher for a resolved plan makes volumes in the plan's zone and
+// launches from its image.
+func TestLauncherForMakesVolumesInThePlansZone(t *testing.T) {
+	n := newNetwork(t)
+	ctx := context.Background()
+	p := parse(t, shop)
+	p.AWS.ImageID = n.srv.DefaultImageID()
+	drill, err := n.a.ResolvePlan(ctx, p, account.Drill)
+	require.NoError(t, err)
+	snap, err := n.srv.SeedSnapshot([]byte("boot"), nil)
+	require.NoError(t, err)
+	l := n.a.LauncherFor(drill)
+	vol, err := l.CreateVolume(ctx, draas.VolumeRequest{SnapshotID: snap})
+	require.NoError(t, err)
+	for _, v := range n.srv.Volumes() {
+		if v.ID == vol {
+			assert.Equal(t, n.zone2, v.AvailabilityZone, "the drill subnet's zone")
+		}
+	}
+	inst, err := l.Launch(ctx, draas.LaunchRequest{Name: "db", InstanceType: "m5.large", SubnetID: drill.Drill.Subnet,
+		SecurityGroupIDs: drill.Drill.SecurityGroups, RootVolumeID: vol})
+	require.NoError(t, err, "the plan's image, the resolved subnet and groups")
+	assert.Equal(t, drill.Drill.Subnet, inst.SubnetID)
+
+	_, err = n.a.Launcher.CreateVolume(ctx, draas.VolumeRequest{SnapshotID: snap})
+	assert.ErrorIs(t, err, draas.ErrInvalid, "the account's own launcher knows no zone")
 }
