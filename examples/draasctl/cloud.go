@@ -96,7 +96,7 @@ func (a *app) openCloud(ctx context.Context, p *plan.Plan, planPath string, n ne
 	acct, err := account.New(cfg, account.Options{
 		Launcher: ec2.Options{PollInterval: a.g.poll},
 		DNS:      route53.Options{PollInterval: a.g.poll},
-		Backup:   account.Backup{Endpoint: a.g.s3Endpoint},
+		Backup:   account.Backup{Endpoint: a.g.s3Endpoint, RoleARN: a.g.backupRole, ExternalID: a.g.backupExternalID},
 	})
 	if err != nil {
 		return nil, err
