@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -419,6 +420,21 @@ func (s simulator) instances(t *testing.T, role string) map[string][]string {
 	return got
 }
 
+// volumes returns the IDs and states of the volumes that are not deleted.
+func (s simulator) volumes(t *testing.T) []string {
+	t.Helper()
+	out, err := s.ec2.DescribeVolumes(context.Background(), &awsec2.DescribeVolumesInput{})
+	require.NoError(t, err)
+	var got []string
+	for _, v := range out.Volumes {
+		if v.State != ec2types.VolumeStateDeleted && v.State != ec2types.VolumeStateDeleting {
+			got = append(got, aws.ToString(v.VolumeId)+" "+string(v.State))
+		}
+	}
+	slices.Sort(got)
+	return got
+}
+
 func (s simulator) linuxImage(t *testing.T) string {
 	t.Helper()
 	out, err := s.ec2.DescribeImages(context.Background(), &awsec2.DescribeImagesInput{Owners: []string{"amazon"},
@@ -490,8 +506,31 @@ func TestInterruptedFailoverResumes(t *testing.T) {
 	done, _ := filepath.Glob(filepath.Join(state, "shop-failover-*.journal.done"))
 	assert.Len(t, done, 1)
 
+	failoverReport := lastReport(t, r.stdout)
+
+	// The same command again, after the failover finished: it says the
+	// plan is failed over and where the report is, and makes nothing.
+	volumes := sim.volumes(t)
+	for _, v := range volumes {
+		assert.NotContains(t, v, " available", "the failover left a volume unused")
+	}
+	r = ctl(t, nil, args("failover", threeTier)...)
+	require.Equal(t, exitOK, r.code, r)
+	assert.Contains(t, r.stdout, "plan shop is already failed over: run "+run.RunID)
+	assert.Contains(t, r.stdout, "report: "+failoverReport)
+	assert.Equal(t, volumes, sim.volumes(t), "no volume made")
+	assert.Equal(t, after, sim.instances(t, "failover"), "no instance launched")
+	// With another state directory, the journal and the report are not
+	// there: the failover is refused, naming the instances that run.
+	r = ctl(t, nil, append(args("failover", threeTier), "--state", t.TempDir())...)
+	require.Equal(t, exitFailed, r.code, r)
+	assert.Contains(t, r.stderr, "failover shop: already failed over: VM app runs on instance "+after["app"][0]+" (run "+run.RunID+")")
+	assert.Contains(t, r.stderr, "No report of that failover is in")
+	assert.Equal(t, volumes, sim.volumes(t), "no volume made")
+	assert.Equal(t, after, sim.instances(t, "failover"), "no instance launched")
+
 	// Failback writes to vSphere, which this test has not.
-	r = ctl(t, nil, args("failback", threeTier, "--from", lastReport(t, r.stdout))...)
+	r = ctl(t, nil, args("failback", threeTier, "--from", failoverReport)...)
 	assert.Equal(t, exitUsage, r.code, r)
 	assert.Contains(t, r.stderr, "pass --vcenter URL")
 
