@@ -2,8 +2,8 @@ package draastest
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"testing"
 	"time"
