@@ -14,13 +14,13 @@
 //	                                   point is an ID or "latest", and "new" as SINK
 //	ebs://snap-0123456789abcdef0       an EBS snapshot, through the EBS direct APIs;
 //	                                   as SINK ebs://new or ebs://new?parent=snap-…
-//
 //	vmdk:///abs/path/disk.vmdk         a VMDK file (?subformat=… as SINK)
 //	vsphere://user@vcenter/VM/disk-N   disk N of a powered-off vSphere VM; the password
 //	                                   comes from DRAAS_VSPHERE_PASSWORD
 //
-// The schemes are those of package diskurl, which -h lists. The s3 and ebs schemes use the AWS SDK's normal
-// configuration (environment, ~/.aws files, SSO, instance role);
+// The schemes are those of package diskurl; -h describes them. The s3 and
+// ebs schemes use the AWS SDK's normal configuration (environment, ~/.aws
+// files, SSO, instance role);
 // --endpoint and --s3-endpoint (or AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_S3)
 // point them at a simulator such as examples/awssim, which prints its
 // endpoint and, on its second line, its S3 endpoint:
