@@ -171,8 +171,11 @@ func New(launcher draas.InstanceLauncher, copies draas.CopyStore, opts Options) 
 	return &Runner{launcher: launcher, copies: copies, opts: opts}, nil
 }
 
-// errNilRunner is returned by the methods of a nil *Runner.
-var errNilRunner = draas.Invalidf("failover: nil Runner: make one with failover.New")
+// errNilRunner is returned by the methods of a nil or zero Runner.
+var errNilRunner = draas.Invalidf("failover: Runner not made by failover.New: make one with failover.New")
+
+// valid reports whether r was made by New.
+func (r *Runner) valid() bool { return r != nil && r.launcher != nil && r.copies != nil }
 
 // The steps of a run. One step, run, gives the run its ID; then each VM has
 // the steps of vmSteps, with IDs "VM/name".
@@ -265,7 +268,7 @@ func sid(vm, step string) string { return vm + "/" + step }
 // wrapping [draas.ErrInvalid] if the plan cannot run in mode with r's
 // options (a drill without a drill subnet, DNS records and no DNS).
 func (r *Runner) Compile(p *plan.Plan, mode Mode) (*orchestrate.Graph, error) {
-	if r == nil {
+	if !r.valid() {
 		return nil, errNilRunner
 	}
 	if err := r.check(p, mode); err != nil {
