@@ -161,7 +161,8 @@ const TagRun = "draas:run"
 // instances and volumes by their tags. With it, [Runner.Run] refuses a
 // failover of a plan whose earlier failover still runs, and deletes at the
 // end of a run the volumes the run made that are neither in its report nor
-// attached. aws/ec2's Launcher implements it.
+// attached. aws/ec2's Launcher implements it; it is found through wrappers
+// of the launcher that implement draas.Wrapper.
 type Finder interface {
 	// RunningInstances returns the pending or running instances that carry
 	// every tag in tags, each with all its tags, by instance ID.

@@ -98,7 +98,7 @@ func (r *Runner) Run(ctx context.Context, p *plan.Plan, mode Mode) (*Report, err
 	if err != nil {
 		return nil, err
 	}
-	finder, _ := r.launcher.(Finder)
+	finder, _ := draas.As[Finder](r.launcher)
 	if finder != nil && mode == Failover {
 		if err := r.checkEarlier(ctx, finder, p); err != nil {
 			return nil, err
