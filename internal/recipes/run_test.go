@@ -58,6 +58,11 @@ func TestRecipes(t *testing.T) {
 	env := recipeEnv(os.Environ())
 
 	var summary []string
+	// passed maps the commands of a file's recipes up to one that passed
+	// (see commands) to that recipe: a recipe whose file starts with the
+	// same commands as another's, up to and including it, would run the same
+	// commands on the same fresh copy, so it is not run twice.
+	passed := make(map[string]string)
 	start := time.Now()
 	defer func() {
 		t.Logf("recipes of README.md and docs/*.md (%s in all):\n%s", time.Since(start).Round(time.Second), strings.Join(summary, "\n"))
@@ -72,17 +77,55 @@ func TestRecipes(t *testing.T) {
 			if err := copyRepo(root, scratch); err != nil {
 				t.Fatal(err)
 			}
+			prefix := ""
 			for _, r := range rs {
 				t.Run(strconv.Itoa(r.Line), func(t *testing.T) {
+					if runs(r) {
+						prefix += commands(r) + "\x00"
+						if same, ok := passed[prefix]; ok {
+							summary = append(summary, fmt.Sprintf("  same     %-32s as %s, which passed", r.Name(), same))
+							t.Skipf("runs the same commands on the same fresh copy as %s, which passed", same)
+						}
+					}
 					line, skipped := runOne(t, bash, scratch, tmp, env, r)
 					summary = append(summary, line)
 					if skipped != "" {
 						t.Skip(skipped)
 					}
+					if !t.Failed() && runs(r) {
+						passed[prefix] = r.Name()
+					}
 				})
 			}
 		})
 	}
+}
+
+// runs reports whether r runs here: it is not skipped and what it needs is
+// on PATH.
+func runs(r Recipe) bool {
+	for _, need := range r.Needs {
+		if _, err := exec.LookPath(need); err != nil {
+			return false
+		}
+	}
+	return r.Skip == ""
+}
+
+// commands returns the commands a recipe runs: its script's lines without
+// comments or blank lines (see CommandOf).
+func commands(r Recipe) string {
+	script, err := r.Script()
+	if err != nil {
+		return r.Body
+	}
+	var cmds []string
+	for line := range strings.SplitSeq(script, "\n") {
+		if c := CommandOf(line); c != "" {
+			cmds = append(cmds, c)
+		}
+	}
+	return strings.Join(cmds, "\n")
 }
 
 // runOne runs one recipe and returns its summary line and, when it was
