@@ -415,30 +415,11 @@ func (r *vmRun) selectCopy(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	sets := map[string][]draas.DRCopy{}
-	var points []string
-	for _, c := range all {
-		if c.SnapshotID == "" {
-			continue
-		}
-		if _, ok := sets[c.RecoveryPoint]; !ok {
-			points = append(points, c.RecoveryPoint)
-		}
-		sets[c.RecoveryPoint] = append(sets[c.RecoveryPoint], c)
-	}
-	complete := func(cs []draas.DRCopy) bool {
-		for _, c := range cs {
-			if !c.Complete || c.State != "completed" {
-				return false
-			}
-		}
-		return len(cs) > 0
-	}
-	var chosen []draas.DRCopy
-	for i := len(points) - 1; i >= 0; i-- { // Copies lists oldest first
-		pt := points[i]
-		if (r.vm.RecoveryPoint == "" || r.vm.RecoveryPoint == pt) && complete(sets[pt]) {
-			chosen = sets[pt]
+	var chosen []draas.DRCopy // the newest complete set (of the chosen point)
+	sets := draas.CopySets(all)
+	for i := len(sets) - 1; i >= 0; i-- {
+		if (r.vm.RecoveryPoint == "" || r.vm.RecoveryPoint == sets[i].RecoveryPoint) && sets[i].Complete() {
+			chosen = sets[i].Copies
 			break
 		}
 	}
