@@ -87,7 +87,7 @@ type policy struct {
 
 func TestIAMPolicyListsExactlyTheActionsCalled(t *testing.T) {
 	ctx := context.Background()
-	srv, err := awssim.New(awssim.Options{})
+	srv, err := awssim.New(awssim.Options{Buckets: []string{"backups"}})
 	require.NoError(t, err)
 	defer srv.Close()
 	rec := &recorder{ops: map[string]bool{}}

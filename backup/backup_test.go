@@ -91,7 +91,7 @@ func readAll(t *testing.T, src draas.BlockSource) []byte {
 
 func TestFullThenCBTIncremental(t *testing.T) {
 	ctx := context.Background()
-	srv, err := awssim.New(awssim.Options{})
+	srv, err := awssim.New(awssim.Options{Buckets: []string{"backups"}})
 	require.NoError(t, err)
 	defer srv.Close()
 	s3store := s3.New(srv.S3(), "backups", "vsphere", s3.Options{})
@@ -143,7 +143,7 @@ func TestFullThenCBTIncremental(t *testing.T) {
 
 func TestFailedBackupLeavesNoPoint(t *testing.T) {
 	ctx := context.Background()
-	srv, err := awssim.New(awssim.Options{})
+	srv, err := awssim.New(awssim.Options{Buckets: []string{"backups"}})
 	require.NoError(t, err)
 	defer srv.Close()
 	s3store := s3.New(srv.S3(), "backups", "vsphere", s3.Options{})
