@@ -419,10 +419,22 @@ func TestInterruptedFailoverResumes(t *testing.T) {
 		"--state", state, "--poll", "10ms", "--health", "ec2", "--image-id", sim.linuxImage(t)}
 	args := func(more ...string) []string { return append(append([]string{}, global...), more...) }
 
-	r := ctl(t, nil, args("seed", threeTier)...)
+	// The simulator has no bucket until seed creates it, as an account
+	// would not: a mistyped bucket is named as missing, not taken for an
+	// empty store.
+	r := ctl(t, nil, args("replicate", threeTier)...)
+	assert.NotEqual(t, exitOK, r.code, r)
+	assert.Contains(t, r.stdout+r.stderr, "no bucket draas-backups")
+	assert.NotContains(t, r.stdout+r.stderr, "back it up first")
+
+	r = ctl(t, nil, args("seed", threeTier)...)
 	require.Equal(t, exitOK, r.code, r)
 	r = ctl(t, nil, args("replicate", threeTier)...)
 	require.Equal(t, exitOK, r.code, r)
+	r = ctl(t, nil, args("--bucket", "nosuch", "replicate", threeTier)...)
+	assert.NotEqual(t, exitOK, r.code, r)
+	assert.Contains(t, r.stdout+r.stderr, "no bucket nosuch")
+	assert.NotContains(t, r.stdout+r.stderr, "back it up first")
 	r = ctl(t, nil, args("status", threeTier)...)
 	require.Equal(t, exitOK, r.code, r)
 	assert.Regexp(t, `(?m)^web\s+\S+\s+\d+s\s+30m0s\s+1\s+0\s+OK$`, r.stdout)
