@@ -447,6 +447,8 @@ func TestInterruptedFailoverResumes(t *testing.T) {
 	assert.Equal(t, exitInterrupted, p.wait(t, 20*time.Second), p.output())
 	assert.Contains(t, p.output(), "To resume, run the same command again with the same --state")
 	assert.Contains(t, p.output(), "failover of plan shop: INTERRUPTED")
+	assert.Regexp(t, `(?m)^\s+app\s+cancelled\s`, p.output(), "the VM the interruption stopped is cancelled, not failed")
+	assert.NotRegexp(t, `(?m)^\s+\S+\s+failed\s`, p.output())
 	journal := filepath.Join(state, "shop-failover.journal")
 	require.FileExists(t, journal)
 
@@ -495,7 +497,7 @@ func TestInterruptedFailoverResumes(t *testing.T) {
 	drillReport := lastReport(t, p.output())
 	run = readReport(t, drillReport)
 	require.Equal(t, "web", run.VMs[2].Name)
-	assert.Equal(t, report.StatusFailed, run.VMs[2].Status, "web's launch was cut short")
+	assert.Equal(t, report.StatusCancelled, run.VMs[2].Status, "web's launch was cut short: cancelled, not failed")
 	assert.NotContains(t, strings.Join(run.VMs[2].Notes, " "), "instance ", "the report names no instance of web")
 	require.FileExists(t, filepath.Join(state, "shop-drill.journal"))
 
