@@ -50,14 +50,16 @@ func Example() {
 	site := draastest.NewHypervisor(nil)
 	p, _ := plan.Parse("shop.yaml", []byte("name: shop\ndefaults: {instanceType: r5.large, subnet: s}\nvms: [{name: db}]\n"))
 	ebsClient := srv.EBS()
-	rep, err := failback.Run(ctx, p, failback.Options{
-		Cloud:      launcher,
-		Hypervisor: site,
-		OpenSnapshot: func(ctx context.Context, id string) (draas.BlockSource, error) {
-			return ebs.OpenSnapshot(ctx, ebsClient, id, ebs.SourceOptions{})
-		},
-		Targets: map[string]failback.Target{"db": {InstanceID: inst.ID}},
-	})
+	runner, err := failback.New(launcher, site, func(ctx context.Context, id string) (draas.BlockSource, error) {
+		return ebs.OpenSnapshot(ctx, ebsClient, id, ebs.SourceOptions{})
+	}, failback.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	// The failover's report names the instance: failback.TargetsFromFailover
+	// makes the targets from it.
+	targets := map[string]failback.Target{"db": {InstanceID: inst.ID}}
+	rep, err := runner.Run(ctx, p, failback.Direct, targets)
 	if err != nil {
 		log.Fatal(err)
 	}

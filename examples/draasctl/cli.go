@@ -156,7 +156,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"validate", "PLAN", "check a plan file; print the VMs in start order", validateCmd},
-		{"plan", "PLAN [--drill]", "dry run: the ordered steps of a failover (or drill) in waves, none run", planCmd},
+		{"plan", "PLAN [--drill | --failback [--pre-seed | --cut-over] [--from REPORT]]", "dry run: the ordered steps of a failover (or drill, or failback) in waves, none run", planCmd},
 		{"replicate", "PLAN [--watch]", "replicate every VM into DR copies once, or on the plan's schedule until Ctrl-C", replicateCmd},
 		{"status", "PLAN", "each VM's DR copy age against its RPO target (exit 4 if one is over)", statusCmd},
 		{"drill", "PLAN [--cleanup] | --cleanup --report FILE", "drill in the isolated drill network; --cleanup removes it and records the proof", drillCmd},

@@ -81,7 +81,7 @@ func (a *app) openCloud(ctx context.Context, p *plan.Plan, planPath string, n ne
 		c := &cloud{plan: &pl, launcher: l.Launcher, copies: l.Copies, dns: l.DNS, ec2: l.EC2, ebs: l.EBS,
 			store: l.Store, prober: l.Probe, poll: a.g.poll, lab: l, close: l.Close}
 		if c.poll == 0 {
-			c.poll = l.Failover(n.mode).PollInterval // the lab's own, a few milliseconds
+			c.poll = lab.PollInterval // the lab's own, a few milliseconds
 		}
 		if a.g.health == "ec2" {
 			c.prober = ec2Only{}

@@ -521,27 +521,26 @@ func (l *Lab) Replicator(opts replicate.Options) (*replicate.Replicator, error) 
 	return replicate.New(l.Plan.ReplicationPlan(), l.Backups(), l.Copies, opts)
 }
 
-// Failover returns failover options for the lab (mode Failover or Drill).
-func (l *Lab) Failover(mode failover.Mode) failover.Options {
-	return failover.Options{
-		Mode: mode, Launcher: l.Launcher, Copies: l.Copies, DNS: l.DNS, DrillDNS: l.DNS,
-		Prober: l.Probe, PollInterval: 5 * time.Millisecond,
-	}
+// PollInterval is how often the lab's failovers poll health: the
+// simulated instances are ready at once.
+const PollInterval = 5 * time.Millisecond
+
+// Failover returns a failover runner for the lab: its launcher, DR copies,
+// DNS (production and drill) and guests, polling every PollInterval.
+func (l *Lab) Failover() (*failover.Runner, error) {
+	return failover.New(l.Launcher, l.Copies, failover.Options{
+		DNS: l.DNS, DrillDNS: l.DNS, Prober: l.Probe, PollInterval: PollInterval,
+	})
 }
 
-// Failback returns failback options bringing the VMs of rep (a failover's
-// report) back to the site, pointing DNS back to what it said before.
-func (l *Lab) Failback(mode failback.Mode, rep *failover.Report) failback.Options {
-	targets := map[string]failback.Target{}
-	for _, v := range rep.VMs {
-		targets[v.VM] = failback.Target{InstanceID: v.InstanceID, Records: v.PreviousRecords}
-	}
-	return failback.Options{
-		Mode: mode, Cloud: l.Launcher, Hypervisor: l.Hypervisor(), DNS: l.DNS, Targets: targets,
-		OpenSnapshot: func(ctx context.Context, id string) (draas.BlockSource, error) {
-			return ebs.OpenSnapshot(ctx, l.EBS, id, ebs.SourceOptions{})
-		},
-	}
+// Failback returns a failback runner bringing VMs from the lab's EC2 back to
+// its site (as it is now: call it again after LoseSite), pointing DNS back;
+// failback.TargetsFromFailover gives a run its targets.
+func (l *Lab) Failback(opts failback.Options) (*failback.Runner, error) {
+	opts.DNS = l.DNS
+	return failback.New(l.Launcher, l.Hypervisor(), func(ctx context.Context, id string) (draas.BlockSource, error) {
+		return ebs.OpenSnapshot(ctx, l.EBS, id, ebs.SourceOptions{})
+	}, opts)
 }
 
 // LoseSite replaces the on-premises site with a rebuilt, empty one: the
