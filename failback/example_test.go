@@ -15,6 +15,7 @@ import (
 	"github.com/opendraas/draas/awssim"
 	"github.com/opendraas/draas/draastest"
 	"github.com/opendraas/draas/failback"
+	"github.com/opendraas/draas/failover"
 	"github.com/opendraas/draas/plan"
 )
 
@@ -69,4 +70,19 @@ func Example() {
 	fmt.Printf("db: %d CPUs, %d MiB, %d disk, powered on %t, %d bytes copied\n", shape.CPUs, shape.MemoryMiB, len(shape.Disks), on, db.BytesCopied)
 	// Output:
 	// db: 2 CPUs, 16384 MiB, 1 disk, powered on true, 65536 bytes copied
+}
+
+// ExampleTargetsFromFailover makes a failback's targets from the failover's
+// report (here one VM's, as failover.Runner.Run returns it): the instance
+// to copy from and the records to point back.
+func ExampleTargetsFromFailover() {
+	fo := &failover.Report{Plan: "shop", Mode: "failover", VMs: []failover.VMReport{{
+		VM: "db", InstanceID: "i-0123", PrivateIP: "10.0.1.5",
+		PreviousRecords: []draas.Record{{Zone: "example.com.", Name: "db.example.com.", Type: "A", Values: []string{"192.168.10.10"}}},
+	}}}
+	targets := failback.TargetsFromFailover(fo, nil)
+	db := targets["db"]
+	fmt.Println(db.InstanceID, db.Records[0].Name, db.Records[0].Values)
+	// Output:
+	// i-0123 db.example.com. [192.168.10.10]
 }

@@ -195,8 +195,8 @@ func New(cloud Cloud, hv draas.Hypervisor, openSnapshot SnapshotOpener, opts Opt
 	return &Runner{cloud: cloud, hv: hv, openSnapshot: openSnapshot, opts: opts}, nil
 }
 
-// errNilRunner is returned by the methods of a nil *Runner.
-var errNilRunner = draas.Invalidf("failback: nil Runner: make one with failback.New")
+// errNilRunner is returned by the methods of a nil or zero Runner.
+var errNilRunner = draas.Invalidf("failback: Runner not made by failback.New: make one with failback.New")
 
 // The names of a VM's steps; a step's ID is "VM/name".
 const (
@@ -284,7 +284,7 @@ func (r *Runner) Compile(p *plan.Plan, mode Mode, targets map[string]Target) (*o
 
 func (r *Runner) compile(p *plan.Plan, mode Mode, targets map[string]Target) (*orchestrate.Graph, map[string]*vmRun, error) {
 	switch {
-	case r == nil:
+	case r == nil || r.cloud == nil || r.hv == nil || r.openSnapshot == nil:
 		return nil, nil, errNilRunner
 	case p == nil:
 		return nil, nil, draas.Invalidf("failback: no plan")

@@ -413,6 +413,8 @@ func TestNewChecksCollaboratorsAndCopyOptions(t *testing.T) {
 	var r *failback.Runner
 	_, err := r.Run(context.Background(), e.plan, failback.Direct, e.targets())
 	require.ErrorIs(t, err, draas.ErrInvalid, "a nil Runner is an error, not a panic")
+	_, err = new(failback.Runner).Compile(e.plan, failback.Direct, e.targets())
+	require.ErrorIs(t, err, draas.ErrInvalid, "so is a zero one")
 	_, err = e.runner(failback.Options{}).Compile(e.plan, failback.Mode(9), e.targets())
 	require.ErrorIs(t, err, draas.ErrInvalid)
 }

@@ -171,8 +171,11 @@ func New(launcher draas.InstanceLauncher, copies draas.CopyStore, opts Options) 
 	return &Runner{launcher: launcher, copies: copies, opts: opts}, nil
 }
 
-// errNilRunner is returned by the methods of a nil *Runner.
-var errNilRunner = draas.Invalidf("failover: nil Runner: make one with failover.New")
+// errNilRunner is returned by the methods of a nil or zero Runner.
+var errNilRunner = draas.Invalidf("failover: Runner not made by failover.New: make one with failover.New")
+
+// valid reports whether r was made by New.
+func (r *Runner) valid() bool { return r != nil && r.launcher != nil && r.copies != nil }
 
 // The steps of a run. One step, run, gives the run its ID; then each VM has
 // the steps of vmSteps, with IDs "VM/name".
@@ -265,7 +268,7 @@ func sid(vm, step string) string { return vm + "/" + step }
 // wrapping [draas.ErrInvalid] if the plan cannot run in mode with r's
 // options (a drill without a drill subnet, DNS records and no DNS).
 func (r *Runner) Compile(p *plan.Plan, mode Mode) (*orchestrate.Graph, error) {
-	if r == nil {
+	if !r.valid() {
 		return nil, errNilRunner
 	}
 	if err := r.check(p, mode); err != nil {
@@ -412,30 +415,11 @@ func (r *vmRun) selectCopy(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	sets := map[string][]draas.DRCopy{}
-	var points []string
-	for _, c := range all {
-		if c.SnapshotID == "" {
-			continue
-		}
-		if _, ok := sets[c.RecoveryPoint]; !ok {
-			points = append(points, c.RecoveryPoint)
-		}
-		sets[c.RecoveryPoint] = append(sets[c.RecoveryPoint], c)
-	}
-	complete := func(cs []draas.DRCopy) bool {
-		for _, c := range cs {
-			if !c.Complete || c.State != "completed" {
-				return false
-			}
-		}
-		return len(cs) > 0
-	}
-	var chosen []draas.DRCopy
-	for i := len(points) - 1; i >= 0; i-- { // Copies lists oldest first
-		pt := points[i]
-		if (r.vm.RecoveryPoint == "" || r.vm.RecoveryPoint == pt) && complete(sets[pt]) {
-			chosen = sets[pt]
+	var chosen []draas.DRCopy // the newest complete set (of the chosen point)
+	sets := draas.CopySets(all)
+	for i := len(sets) - 1; i >= 0; i-- {
+		if (r.vm.RecoveryPoint == "" || r.vm.RecoveryPoint == sets[i].RecoveryPoint) && sets[i].Complete() {
+			chosen = sets[i].Copies
 			break
 		}
 	}

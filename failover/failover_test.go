@@ -351,6 +351,10 @@ func TestNewNeedsLauncherAndCopies(t *testing.T) {
 	require.ErrorIs(t, r.Cleanup(context.Background(), &failover.Report{Mode: "drill"}), draas.ErrInvalid)
 	_, err = r.Run(context.Background(), e.plan, failover.Drill)
 	require.ErrorIs(t, err, draas.ErrInvalid)
+	// So is a zero one.
+	require.ErrorIs(t, new(failover.Runner).Cleanup(context.Background(), &failover.Report{Mode: "drill"}), draas.ErrInvalid)
+	_, err = new(failover.Runner).Compile(e.plan, failover.Drill)
+	require.ErrorIs(t, err, draas.ErrInvalid)
 }
 
 func TestCompileChecksPlanAgainstOptions(t *testing.T) {

@@ -184,7 +184,7 @@ func output[T any](s orchestrate.StepReport, k orchestrate.Key[T]) T {
 // already gone is not an error, so Cleanup can be repeated. Records need
 // Options.DrillDNS.
 func (r *Runner) Cleanup(ctx context.Context, rep *Report) error {
-	if r == nil {
+	if !r.valid() {
 		return errNilRunner
 	}
 	if rep == nil {

@@ -194,12 +194,12 @@ func (r *Replicator) Status(ctx context.Context) ([]VMStatus, error) {
 			return nil, err
 		}
 		st := VMStatus{VM: vm.Name, Target: target}
-		for _, s := range group(all) {
-			if s.complete() {
+		for _, s := range draas.CopySets(all) {
+			if s.Complete() {
 				st.Copies++
-				st.RecoveryPoint, st.PointTime = s.point, s.time
+				st.RecoveryPoint, st.PointTime = s.RecoveryPoint, s.PointTime
 			} else {
-				st.Pending += len(s.copies)
+				st.Pending += len(s.Copies)
 			}
 		}
 		if st.RecoveryPoint != "" {

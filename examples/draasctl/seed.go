@@ -56,7 +56,10 @@ func seedCmd(fs *flag.FlagSet) action {
 		if err := seedZones(ctx, awsr53.NewFromConfig(cfg), p); err != nil {
 			return fmt.Errorf("seed the DNS zones: %w", err)
 		}
-		if err := seedBucket(ctx, a.s3Client(cfg), a.g.bucket); err != nil {
+		s3c := awss3.NewFromConfig(cfg, func(o *awss3.Options) {
+			o.BaseEndpoint, o.UsePathStyle = aws.String(a.g.s3Endpoint), true
+		})
+		if err := seedBucket(ctx, s3c, a.g.bucket); err != nil {
 			return fmt.Errorf("seed the bucket: %w", err)
 		}
 		a.say("seeded the network, DNS zones and bucket %s of plan %s", a.g.bucket, p.Name)
@@ -72,9 +75,13 @@ func seedCmd(fs *flag.FlagSet) action {
 			return err
 		}
 		defer c.close()
+		b, err := backup.New(l.Snapshotter(), c.store, backup.Options{})
+		if err != nil {
+			return err
+		}
 		var results []backup.Result
 		for _, vm := range p.VMs {
-			res, err := backup.Run(ctx, l.Snapshotter(), backup.StoreOf(c.store), vm.Name, backup.Options{})
+			res, err := b.Run(ctx, vm.Name)
 			if err != nil {
 				return fmt.Errorf("back up %s: %w", vm.Name, err)
 			}
