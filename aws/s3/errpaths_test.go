@@ -93,7 +93,7 @@ func TestNoBucket(t *testing.T) {
 	check("VMs", err)
 	_, err = st.OpenDisk(ctx, "db", "20200101T000000Z-00000000", "os")
 	check("OpenDisk", err)
-	if w, err := st.BeginPoint(ctx, "db", []draas.Disk{{Name: "os", Size: 4 * s3.BlockSize}}, time.Time{}); err != nil {
+	if w, err := pointWriter(st.BeginPoint(ctx, "db", []draas.Disk{{Name: "os", Size: 4 * s3.BlockSize}}, time.Time{})); err != nil {
 		check("BeginPoint", err)
 	} else {
 		sink, err := w.Disk("os")
