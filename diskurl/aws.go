@@ -161,7 +161,7 @@ func (c *cloud) openS3(ctx context.Context, u *url.URL) (Source, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s3Source{src}, nil
+	return s3Source{src.(*s3.Source)}, nil
 }
 
 // s3Source is a disk of a recovery point. Its methods are those of
@@ -208,10 +208,11 @@ func (c *cloud) createS3(ctx context.Context, u *url.URL, size int64, o SinkOpti
 	if err != nil {
 		return nil, err
 	}
-	w, err := st.BeginPoint(ctx, l.vm, []draas.Disk{{Name: l.disk, Size: size}}, at)
+	pw, err := st.BeginPoint(ctx, l.vm, []draas.Disk{{Name: l.disk, Size: size}}, at)
 	if err != nil {
 		return nil, err
 	}
+	w := pw.(*s3.PointWriter) // for Disk (an empty sink) and its resume methods
 	sink, err := w.Disk(l.disk)
 	if err != nil {
 		_ = w.Abort(context.WithoutCancel(ctx))

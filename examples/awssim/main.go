@@ -7,9 +7,17 @@
 // using them with the aws CLI follows. It serves until interrupted (SIGINT
 // or SIGTERM).
 //
-//	awssim [--addr 127.0.0.1:PORT] [--region R] [--bucket NAME]...
+//	awssim [--addr 127.0.0.1:PORT] [--region R] [--env-file FILE] [--bucket NAME]...
 //	       [--throttle OP=FRACTION]... [--latency OP=DURATION]...
 //	       [--fail-nth OP=N]... [--throttle-nth OP=N]...
+//
+// --env-file writes, once the simulator listens, a file that a shell can
+// source: AWSSIM_ENDPOINT, AWSSIM_S3_ENDPOINT and AWSSIM_PID (to stop it
+// with kill). The file is written whole (renamed into place) and removed
+// when the simulator stops, so a script can wait for it:
+//
+//	go run ./examples/awssim --env-file awssim.env &
+//	until [ -s awssim.env ]; do sleep 0.2; done; . ./awssim.env
 //
 // As in a real account, S3 buckets do not exist until created: --bucket
 // creates one at the start (repeat it for more), and so do CreateBucket
@@ -139,6 +147,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "127.0.0.1:0", "address to listen on (port 0: a free port)")
 	region := fs.String("region", "us-east-1", "region the simulator reports")
+	envFile := fs.String("env-file", "", "once listening, write AWSSIM_ENDPOINT, AWSSIM_S3_ENDPOINT and AWSSIM_PID into `FILE` for a shell to source; removed on exit")
 	var buckets []string
 	fs.Func("bucket", "create the S3 bucket `NAME` at the start (repeatable)", func(s string) error {
 		buckets = append(buckets, s)
@@ -180,6 +189,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	for _, f := range faults {
 		f.apply(srv)
 	}
+	if *envFile != "" {
+		if err := writeEnvFile(*envFile, srv.URL, srv.S3URL); err != nil {
+			fmt.Fprintf(stderr, "awssim: %v\n", err)
+			return 1
+		}
+		defer os.Remove(*envFile)
+	}
 
 	fmt.Fprintln(stdout, srv.URL)
 	fmt.Fprintf(stdout, "s3 %s\n", srv.S3URL)
@@ -207,4 +223,16 @@ credentials, for example:
 
 	<-ctx.Done()
 	return 0
+}
+
+// writeEnvFile writes the simulator's endpoints and process ID as shell
+// assignments into path, through a temporary file renamed into place so that
+// a reader never sees a partial file.
+func writeEnvFile(path, endpoint, s3Endpoint string) error {
+	content := fmt.Sprintf("AWSSIM_ENDPOINT=%s\nAWSSIM_S3_ENDPOINT=%s\nAWSSIM_PID=%d\n", endpoint, s3Endpoint, os.Getpid())
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -80,8 +82,10 @@ func TestFlagsTakeEffect(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	done := make(chan int)
+	envFile := filepath.Join(t.TempDir(), "awssim.env")
 	go func() {
 		done <- run(ctx, []string{
+			"--env-file", envFile,
 			"--bucket", "backups", "--bucket", "other",
 			"--fail-nth", "DescribeVpcs=2",
 			"--throttle", "PutObject=1",
@@ -107,6 +111,9 @@ func TestFlagsTakeEffect(t *testing.T) {
 	go io.Copy(io.Discard, pr)
 	if len(out) < 2 || !strings.HasPrefix(out[0], "http://127.0.0.1:") || !strings.HasPrefix(out[1], "s3 http://127.0.0.1:") {
 		t.Fatalf("output starts %q, want the endpoints", out)
+	}
+	if env, err := os.ReadFile(envFile); err != nil || !strings.Contains(string(env), "AWSSIM_S3_ENDPOINT="+strings.TrimPrefix(out[1], "s3 ")+"\n") {
+		t.Errorf("--env-file: %q, %v", env, err)
 	}
 	text := strings.Join(out, "\n")
 	for _, want := range []string{"Buckets: backups, other", "fail call 2 of DescribeVpcs", "throttle 1 of PutObject", "throttle call 1 of ListObjectsV2", "add 150ms to DescribeSubnets"} {
