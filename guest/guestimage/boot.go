@@ -218,7 +218,11 @@ func qemuArgs(path string, bus Bus, opts BootOptions) ([]string, error) {
 	default:
 		return nil, fmt.Errorf("guestimage: unknown bus %q (want %q or %q)", bus, BusPVSCSI, BusNVMe)
 	}
+	// The NIC sits behind a PCIe root port whose physical slot number
+	// names it (ens192, ens5) once the guest's pciehp, not ACPI, handles
+	// the port's hot-plug slot.
 	args = append(args,
+		"-global", "ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off",
 		"-device", fmt.Sprintf("pcie-root-port,id=rp0,chassis=1,slot=%d", nicSlot),
 		"-netdev", "user,id=net0",
 		"-device", nicModel+",netdev=net0,bus=rp0")

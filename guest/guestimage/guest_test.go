@@ -37,8 +37,9 @@ func requireGuestTools(t *testing.T) {
 }
 
 var (
-	imagesMu sync.Mutex
-	images   = map[Layout]*Image{}
+	imagesMu  sync.Mutex
+	images    = map[Layout]*Image{}
+	imageErrs = map[Layout]error{}
 )
 
 // testImage builds (or finds in the cache) the image of a layout once per
@@ -50,11 +51,15 @@ func testImage(t *testing.T, layout Layout) *Image {
 	if img := images[layout]; img != nil {
 		return img
 	}
+	if err := imageErrs[layout]; err != nil {
+		t.Fatalf("Build(%s) failed earlier: %v", layout, err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 	defer cancel()
 	start := time.Now()
 	img, err := Build(ctx, DebianVMware(layout), Options{})
 	if err != nil {
+		imageErrs[layout] = err
 		t.Fatalf("Build(%s): %v", layout, err)
 	}
 	t.Logf("image %s (%s): cached=%v, %.1fs in this call; built in %.1fs", layout, img.Path, img.Cached,

@@ -157,7 +157,7 @@ func TestQEMUArgs(t *testing.T) {
 		t.Fatal(err)
 	}
 	line = strings.Join(pv, " ")
-	for _, want := range []string{"-device pvscsi", "scsi-hd,drive=disk0", "slot=192", "vmxnet3"} {
+	for _, want := range []string{"-device pvscsi", "scsi-hd,drive=disk0", "slot=192", "vmxnet3", "acpi-pci-hotplug-with-bridge-support=off"} {
 		if !strings.Contains(line, want) {
 			t.Errorf("PVSCSI command line lacks %q: %s", want, line)
 		}
@@ -172,11 +172,11 @@ func TestQEMUArgs(t *testing.T) {
 
 func TestClassify(t *testing.T) {
 	for line, want := range map[string]Outcome{
-		"\x1b[0mDRAAS-GUEST-READY root=/dev/sda1 addrs=ens192=192.168.50.10/24 \r\n": OutcomeReady,
+		"\x1b[0mDRAAS-GUEST-READY root=/dev/sda1 addrs=ens192=192.168.50.10/24 \r\n":      OutcomeReady,
 		"ALERT!  /dev/mapper/dg0123456789-root does not exist.  Dropping to a shell!\r\n": OutcomeRootNotFound,
 		"[    4.2] Kernel panic - not syncing: VFS: Unable to mount root fs\r\n":          OutcomePanic,
-		"Gave up waiting for root file system device.  Common problems:\r\n":            "",
-		"Debian GNU/Linux 12 draas-debian12 ttyS0\r\n":                                  "",
+		"Gave up waiting for root file system device.  Common problems:\r\n":              "",
+		"Debian GNU/Linux 12 draas-debian12 ttyS0\r\n":                                    "",
 	} {
 		if got := classify(line); got != want {
 			t.Errorf("classify(%q) = %q, want %q", line, got, want)
