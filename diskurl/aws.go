@@ -157,9 +157,13 @@ func (c *cloud) openS3(ctx context.Context, u *url.URL) (Source, error) {
 		}
 		l.point = p.ID
 	}
-	src, err := st.OpenDisk(ctx, l.vm, l.point, l.disk)
+	disk, err := st.OpenDisk(ctx, l.vm, l.point, l.disk)
 	if err != nil {
 		return nil, err
+	}
+	src, ok := disk.(*s3.Source)
+	if !ok {
+		return nil, fmt.Errorf("diskurl: s3.Store.OpenDisk returned a %T, not an *s3.Source", disk)
 	}
 	return s3Source{src}, nil
 }
@@ -208,9 +212,14 @@ func (c *cloud) createS3(ctx context.Context, u *url.URL, size int64, o SinkOpti
 	if err != nil {
 		return nil, err
 	}
-	w, err := st.BeginPoint(ctx, l.vm, []draas.Disk{{Name: l.disk, Size: size}}, at)
+	pw, err := st.BeginPoint(ctx, l.vm, []draas.Disk{{Name: l.disk, Size: size}}, at)
 	if err != nil {
 		return nil, err
+	}
+	w, ok := pw.(*s3.PointWriter)
+	if !ok {
+		_ = pw.Abort(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("diskurl: s3.Store.BeginPoint returned a %T, not an *s3.PointWriter", pw)
 	}
 	sink, err := w.Disk(l.disk)
 	if err != nil {
