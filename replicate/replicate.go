@@ -125,8 +125,24 @@ func New(plan draas.Plan, backups draas.BackupReader, copies draas.CopyStore, op
 	return r, nil
 }
 
-// Plan returns the replicator's plan.
-func (r *Replicator) Plan() draas.Plan { return r.plan }
+// Plan returns the replicator's plan (the zero Plan for a nil Replicator).
+func (r *Replicator) Plan() draas.Plan {
+	if r == nil {
+		return draas.Plan{}
+	}
+	return r.plan
+}
+
+// errNotNew is what the methods of a Replicator not made by New return.
+var errNotNew = draas.Invalidf("replicate: the Replicator was not made by replicate.New")
+
+// check returns errNotNew for a nil or zero Replicator.
+func (r *Replicator) check() error {
+	if r == nil || r.backups == nil || r.copies == nil {
+		return errNotNew
+	}
+	return nil
+}
 
 // Action says what a run did for a VM.
 type Action string
@@ -225,6 +241,9 @@ func (r *Replicator) emit(e Event) {
 // ReplicateAll replicates every VM of the plan, VMConcurrency at a time.
 // One VM's failure does not stop the others; the error joins every VM's.
 func (r *Replicator) ReplicateAll(ctx context.Context) ([]Result, error) {
+	if err := r.check(); err != nil {
+		return nil, err
+	}
 	results := make([]Result, len(r.plan.VMs))
 	var g errgroup.Group
 	g.SetLimit(r.opts.VMConcurrency)
@@ -247,6 +266,9 @@ func (r *Replicator) ReplicateAll(ctx context.Context) ([]Result, error) {
 // ReplicateVM brings one VM's DR copy up to its newest recovery point. The
 // returned Result also carries the error.
 func (r *Replicator) ReplicateVM(ctx context.Context, vm string) (res Result, err error) {
+	if err := r.check(); err != nil {
+		return Result{VM: vm, Action: ActionFailed, Err: err, Error: err.Error()}, err
+	}
 	res = Result{VM: vm, Start: r.opts.Now()}
 	defer func() {
 		res.Duration = r.opts.Now().Sub(res.Start)

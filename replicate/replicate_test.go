@@ -347,3 +347,20 @@ func TestEventsSerializedAndTagged(t *testing.T) {
 		}
 	}
 }
+
+// TestZeroReplicator checks that a Replicator not made by New fails with
+// ErrInvalid instead of panicking.
+func TestZeroReplicator(t *testing.T) {
+	ctx := context.Background()
+	for _, r := range []*replicate.Replicator{nil, {}} {
+		_, err := r.ReplicateVM(ctx, "db")
+		require.ErrorIs(t, err, draas.ErrInvalid)
+		_, err = r.ReplicateAll(ctx)
+		require.ErrorIs(t, err, draas.ErrInvalid)
+		_, err = r.Status(ctx)
+		require.ErrorIs(t, err, draas.ErrInvalid)
+		_, err = replicate.NewScheduler(r, replicate.ScheduleOptions{})
+		require.ErrorIs(t, err, draas.ErrInvalid)
+		assert.Empty(t, r.Plan().Name)
+	}
+}
