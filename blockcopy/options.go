@@ -44,6 +44,8 @@ type Options struct {
 	CheckpointInterval time.Duration
 	// Progress, when set, receives progress events from one goroutine every
 	// ProgressInterval and once at the end. It must not block for long.
+	// To watch several copies running at once through one callback, tagged
+	// with VM and disk, set it from a [ProgressMux].
 	Progress func(Progress)
 	// ProgressInterval is the time between progress events; 0 means 500ms.
 	ProgressInterval time.Duration

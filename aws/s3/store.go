@@ -1,7 +1,8 @@
 // Package s3 is the draas backup store: recovery points of virtual machines
 // kept in an S3 bucket as content-addressed chunks and JSON manifests.
 //
-// A [Store] writes a recovery point of a VM with [Store.BeginPoint]: each
+// A [Store] is a draas.BackupStore. It writes a recovery point of a VM with
+// [Store.BeginPoint], which returns a [PointWriter]: each
 // disk is written through a [Sink] (a draas.VolumeSink), which uploads every
 // 512 KiB block that is not all zeros as a chunk named by the SHA-256 of its
 // bytes, once, and on Commit writes the disk's manifest. [PointWriter.Commit]
@@ -10,7 +11,7 @@
 // Incremental backups upload only chunks that the previous point of the VM
 // does not already hold.
 //
-// Points are read with [Store.OpenDisk], which returns a [Source] (a
+// Points are read with [Store.OpenDisk], which returns a *[Source] (a
 // draas.BlockSource that also lists its allocated extents, reports the
 // changes since an earlier point from the two manifests alone, and hands out
 // the recorded SHA-256 of each block). Every chunk read is verified against
@@ -67,6 +68,11 @@ type API interface {
 }
 
 var _ API = (*awss3.Client)(nil)
+
+var (
+	_ draas.BackupStore = (*Store)(nil)
+	_ draas.PointWriter = (*PointWriter)(nil)
+)
 
 // Encryption selects the server-side encryption the store requests for the
 // objects it writes.

@@ -66,9 +66,13 @@ func seedCmd(fs *flag.FlagSet) action {
 			return err
 		}
 		defer c.close()
+		b, err := backup.New(l.Snapshotter(), c.store, backup.Options{})
+		if err != nil {
+			return err
+		}
 		var results []backup.Result
 		for _, vm := range p.VMs {
-			res, err := backup.Run(ctx, l.Snapshotter(), backup.StoreOf(c.store), vm.Name, backup.Options{})
+			res, err := b.Run(ctx, vm.Name)
 			if err != nil {
 				return fmt.Errorf("back up %s: %w", vm.Name, err)
 			}
