@@ -157,11 +157,15 @@ func (c *cloud) openS3(ctx context.Context, u *url.URL) (Source, error) {
 		}
 		l.point = p.ID
 	}
-	src, err := st.OpenDisk(ctx, l.vm, l.point, l.disk)
+	disk, err := st.OpenDisk(ctx, l.vm, l.point, l.disk)
 	if err != nil {
 		return nil, err
 	}
-	return s3Source{src.(*s3.Source)}, nil
+	src, ok := disk.(*s3.Source)
+	if !ok {
+		return nil, fmt.Errorf("diskurl: s3.Store.OpenDisk returned a %T, not an *s3.Source", disk)
+	}
+	return s3Source{src}, nil
 }
 
 // s3Source is a disk of a recovery point. Its methods are those of
@@ -212,7 +216,11 @@ func (c *cloud) createS3(ctx context.Context, u *url.URL, size int64, o SinkOpti
 	if err != nil {
 		return nil, err
 	}
-	w := pw.(*s3.PointWriter) // for Disk (an empty sink) and its resume methods
+	w, ok := pw.(*s3.PointWriter)
+	if !ok {
+		_ = pw.Abort(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("diskurl: s3.Store.BeginPoint returned a %T, not an *s3.PointWriter", pw)
+	}
 	sink, err := w.Disk(l.disk)
 	if err != nil {
 		_ = w.Abort(context.WithoutCancel(ctx))

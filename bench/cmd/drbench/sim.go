@@ -42,7 +42,7 @@ type sim struct {
 // startSim starts the simulator. concurrency sizes the EBS client's
 // connection pool. Close the result when done.
 func startSim(concurrency int) (*sim, error) {
-	srv, err := awssim.New(awssim.Options{})
+	srv, err := awssim.New(awssim.Options{Buckets: []string{"backups"}})
 	if err != nil {
 		return nil, fmt.Errorf("start the AWS simulator: %w", err)
 	}
