@@ -29,7 +29,7 @@ import (
 	vcsim "github.com/vmware/govmomi/simulator"
 
 	"github.com/opendraas/draas"
-	"github.com/opendraas/draas/examples/internal/lab"
+	"github.com/opendraas/draas/lab"
 	"github.com/opendraas/draas/orchestrate"
 	"github.com/opendraas/draas/plan"
 	"github.com/opendraas/draas/report"

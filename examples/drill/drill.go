@@ -16,7 +16,7 @@ import (
 
 	"github.com/opendraas/draas"
 	"github.com/opendraas/draas/backup"
-	"github.com/opendraas/draas/examples/internal/lab"
+	"github.com/opendraas/draas/lab"
 	"github.com/opendraas/draas/failback"
 	"github.com/opendraas/draas/failover"
 	"github.com/opendraas/draas/plan"
