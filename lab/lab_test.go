@@ -12,9 +12,9 @@ import (
 	"github.com/opendraas/draas/backup"
 	"github.com/opendraas/draas/blockcopy"
 	"github.com/opendraas/draas/draastest"
-	"github.com/opendraas/draas/lab"
 	"github.com/opendraas/draas/failback"
 	"github.com/opendraas/draas/failover"
+	"github.com/opendraas/draas/lab"
 	"github.com/opendraas/draas/plan"
 	"github.com/opendraas/draas/replicate"
 )

@@ -21,8 +21,8 @@ import (
 	"github.com/opendraas/draas/aws/route53"
 	"github.com/opendraas/draas/aws/s3"
 	"github.com/opendraas/draas/backup"
-	"github.com/opendraas/draas/lab"
 	"github.com/opendraas/draas/failover"
+	"github.com/opendraas/draas/lab"
 	"github.com/opendraas/draas/plan"
 	"github.com/opendraas/draas/replicate"
 )
