@@ -138,6 +138,11 @@ func TestHealthTimeoutSaysWhichCheckFailed(t *testing.T) {
 			assert.GreaterOrEqual(t, len(got.events), he.Attempts-1)
 			v, _ := rep.VM("db")
 			assert.False(t, v.Up)
+			for _, st := range v.Steps {
+				if st.Name == "healthy" {
+					assert.Equal(t, 1, st.Attempts, "the health timeout bounds the whole wait: the step is not retried")
+				}
+			}
 		})
 	}
 }
