@@ -19,6 +19,7 @@ import (
 	"github.com/opendraas/draas"
 	"github.com/opendraas/draas/dns/rfc2136"
 	"github.com/opendraas/draas/draastest"
+	"github.com/opendraas/draas/internal/oracle"
 )
 
 // named is a BIND 9 server that a test started.
@@ -32,19 +33,7 @@ type named struct {
 // installed, unless DRAAS_REQUIRE_ORACLES=1, when it fails.
 func startNamed(t *testing.T) *named {
 	t.Helper()
-	bin, err := exec.LookPath("named")
-	if err != nil {
-		if _, serr := os.Stat("/usr/sbin/named"); serr == nil {
-			bin, err = "/usr/sbin/named", nil
-		}
-	}
-	if err != nil {
-		msg := "named (BIND 9) not found on PATH or in /usr/sbin; install it with: bash .ci/dns-server.sh (apt-get install -y bind9)"
-		if os.Getenv("DRAAS_REQUIRE_ORACLES") == "1" {
-			t.Fatal(msg + " (DRAAS_REQUIRE_ORACLES=1 makes a missing oracle a failure)")
-		}
-		t.Skip(msg)
-	}
+	bin := oracle.Require(t, "named", "BIND 9 is not on PATH or in /usr/sbin; install it with: bash .ci/dns-server.sh (apt-get install -y bind9)", "/usr/sbin/named")
 	raw := make([]byte, 32)
 	if _, err := rand.Read(raw); err != nil {
 		t.Fatal(err)
