@@ -1,7 +1,6 @@
 package rfc2136_test
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
@@ -10,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -72,7 +70,7 @@ zone "draas.test." { type primary; file "%[1]s/draas.test.zone"; allow-update { 
 		}
 		// -g: foreground, log to stderr; -4: IPv4 only; -n 1: one worker.
 		cmd := exec.Command(bin, "-g", "-4", "-n", "1", "-c", confPath)
-		out := &syncBuffer{}
+		out := &oracle.Buffer{}
 		cmd.Stdout, cmd.Stderr = out, out
 		if err := cmd.Start(); err != nil {
 			t.Fatalf("start %s: %v", bin, err)
@@ -139,24 +137,6 @@ func waitForSOA(addr, zone string, exited <-chan struct{}) error {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a process's output and a reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // TestBIND runs the conformance suite and the failure cases against a real

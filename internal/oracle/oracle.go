@@ -93,7 +93,7 @@ func StartMoto(t testing.TB, env ...string) string {
 	port := FreePort(t)
 	cmd := exec.Command(bin, "-H", "127.0.0.1", "-p", fmt.Sprint(port))
 	cmd.Env = append(os.Environ(), env...)
-	out := new(syncBuffer)
+	out := new(Buffer)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start moto_server: %v", err)
@@ -128,20 +128,22 @@ func StartMoto(t testing.TB, env ...string) string {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for the writes of a child process's
-// output copier and the test's reads.
-type syncBuffer struct {
+// Buffer is a bytes.Buffer safe for the writes of a child process's output
+// and the test's reads: an oracle's Stdout and Stderr.
+type Buffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
+// Write appends p.
+func (b *Buffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.Write(p)
 }
 
-func (b *syncBuffer) String() string {
+// String returns what was written so far.
+func (b *Buffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
