@@ -7,8 +7,10 @@ import (
 	"log"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"github.com/opendraas/draas/blockcopy"
+	"github.com/opendraas/draas/draastest"
 	"github.com/opendraas/draas/local"
 )
 
@@ -65,4 +67,36 @@ func writeSparseFile(path string, size, off int64, data []byte) error {
 		return err
 	}
 	return f.Close()
+}
+
+// ExampleProgressMux watches two copies running at once through one
+// callback: each event says which VM and disk it belongs to, and the callback
+// is never called twice at the same time, so it needs no lock.
+func ExampleProgressMux() {
+	const size, blockSize = 1 << 20, 64 << 10
+	done := map[string]int64{}
+	mux := blockcopy.NewProgressMux(func(p blockcopy.DiskProgress) {
+		if p.Done {
+			done[p.VM+" "+p.Disk] = p.Written + p.SkippedZero
+		}
+	})
+
+	var wg sync.WaitGroup
+	for _, disk := range []string{"2000", "2001"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			src := draastest.DiskFrom(bytes.Repeat([]byte{1}, size), blockSize)
+			dst := draastest.NewSink(size, blockSize, draastest.SinkOptions{})
+			if _, err := blockcopy.Copy(context.Background(), dst, src, blockcopy.Options{
+				Progress: mux.For("web", disk),
+			}); err != nil {
+				log.Fatal(err)
+			}
+		}()
+	}
+	wg.Wait()
+	fmt.Println(done["web 2000"], done["web 2001"])
+	// Output:
+	// 1048576 1048576
 }

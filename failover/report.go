@@ -1,9 +1,11 @@
 package failover
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -37,6 +39,12 @@ type VMReport struct {
 	PreviousRecords []draas.Record `json:"previousRecords,omitempty"`
 	// GuestChanges is the guest preparer's record of its changes.
 	GuestChanges string `json:"guestChanges,omitempty"`
+	// RemovedVolumes are volumes the run made for the VM and no longer
+	// used, deleted at its end: the launch image's root volume of a launch
+	// cut short between detaching and deleting it. Leftover are those that
+	// could not be deleted, each with the reason.
+	RemovedVolumes []string `json:"removedVolumes,omitempty"`
+	Leftover       []string `json:"leftover,omitempty"`
 	// Up is true when the VM is healthy (and its DNS updated).
 	Up bool `json:"up"`
 	// Ready is the time from the run's start until the VM was up.
@@ -71,21 +79,41 @@ func (r *Report) VM(name string) (VMReport, bool) {
 	return VMReport{}, false
 }
 
-// Run fails the plan over (or drills it, per opts.Mode) and returns the
-// report. The error is nil only if every VM came up; a VM that failed
-// stops the VMs that depend on it while independent VMs continue.
-func Run(ctx context.Context, p *plan.Plan, opts Options) (*Report, error) {
-	g, err := Compile(p, opts)
+// Run fails the plan over (or drills it, per mode) and returns the report.
+// The error is nil only if every VM came up; a VM that failed stops the VMs
+// that depend on it while independent VMs continue, and the report (with an
+// error wrapping [ErrFailed]) says which and why. An invalid plan or mode is
+// an error wrapping [draas.ErrInvalid] and no report.
+//
+// A run whose journal records it finished does nothing and returns its
+// report again (every step resumed). With a launcher that is a [Finder]:
+// a failover that finds instances of the plan launched by another run
+// (an earlier failover, whose journal is gone or moved aside) running makes
+// nothing and returns an [*AlreadyFailedOverError] and no report; and a run
+// not cancelled ends by deleting, for each VM whose volumes it made, the
+// volumes tagged with the run and VM that are available and not in the
+// report (VMReport.RemovedVolumes).
+func (r *Runner) Run(ctx context.Context, p *plan.Plan, mode Mode) (*Report, error) {
+	g, err := r.Compile(p, mode)
 	if err != nil {
 		return nil, err
 	}
+	finder, _ := draas.As[Finder](r.launcher)
+	if finder != nil && mode == Failover {
+		if err := r.checkEarlier(ctx, finder, p); err != nil {
+			return nil, err
+		}
+	}
 	rep, runErr := orchestrate.Run(ctx, g, orchestrate.Options{
-		Parallelism:   opts.Parallelism,
+		Parallelism:   r.opts.Parallelism,
 		FailurePolicy: orchestrate.ContinueIndependent,
-		Journal:       opts.Journal,
-		Events:        opts.Events,
+		Journal:       r.opts.Journal,
+		Events:        r.opts.Events,
 	})
-	out := buildReport(p, opts, rep)
+	out := r.report(p, mode, rep)
+	if finder != nil && ctx.Err() == nil && out.RunID != "" {
+		r.sweep(ctx, finder, out)
+	}
 	if runErr != nil {
 		if errors.Is(runErr, draas.ErrInvalid) && len(rep.Steps) == 0 {
 			return nil, runErr
@@ -95,8 +123,72 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (*Report, error) {
 	return out, nil
 }
 
-func buildReport(p *plan.Plan, opts Options, rep orchestrate.Report) *Report {
-	out := &Report{Plan: p.Name, Mode: opts.Mode.String(), Start: rep.Start, End: rep.End,
+// checkEarlier returns an *AlreadyFailedOverError if instances of a
+// failover of p other than the run the journal records are running.
+func (r *Runner) checkEarlier(ctx context.Context, f Finder, p *plan.Plan) error {
+	current := ""
+	if r.opts.Journal != nil {
+		id, err := JournalRunID(ctx, r.opts.Journal)
+		switch {
+		case err == nil:
+			current = id
+		case !errors.Is(err, draas.ErrNotFound):
+			return err
+		}
+	}
+	found, err := f.RunningInstances(ctx, map[string]string{draas.TagPlan: p.Name, draas.TagRole: Failover.String()})
+	if err != nil {
+		return fmt.Errorf("failover %s: look for the instances of an earlier failover: %w", p.Name, err)
+	}
+	e := &AlreadyFailedOverError{Plan: p.Name}
+	for id, tags := range found {
+		if current == "" || tags[TagRun] != current {
+			e.Instances = append(e.Instances, EarlierInstance{VM: tags[draas.TagVM], InstanceID: id, RunID: tags[TagRun]})
+		}
+	}
+	if len(e.Instances) == 0 {
+		return nil
+	}
+	slices.SortFunc(e.Instances, func(a, b EarlierInstance) int {
+		return cmp.Or(strings.Compare(a.VM, b.VM), strings.Compare(a.InstanceID, b.InstanceID))
+	})
+	return e
+}
+
+// sweep deletes, for each VM whose volumes the run made, the volumes
+// tagged with the run and the VM that are available and that the report
+// does not name: what a launch cut short between detaching the image's
+// root volume and deleting it left. A VM whose volumes step did not finish
+// is left alone: a resumed run finds its volumes again by client token.
+func (r *Runner) sweep(ctx context.Context, f Finder, rep *Report) {
+	for i := range rep.VMs {
+		vr := &rep.VMs[i]
+		if len(vr.VolumeIDs) == 0 {
+			continue
+		}
+		tags := map[string]string{draas.TagPlan: rep.Plan, draas.TagVM: vr.VM, draas.TagRole: rep.Mode, TagRun: rep.RunID}
+		vols, err := f.AvailableVolumes(ctx, tags)
+		if err != nil {
+			vr.Leftover = append(vr.Leftover, fmt.Sprintf("volumes of run %s: could not list them: %v", rep.RunID, err))
+			continue
+		}
+		for _, v := range vols {
+			if slices.Contains(vr.VolumeIDs, v) {
+				continue
+			}
+			if err := r.launcher.DeleteVolume(ctx, v); err != nil {
+				vr.Leftover = append(vr.Leftover, fmt.Sprintf("volume %s: %v", v, err))
+				continue
+			}
+			vr.RemovedVolumes = append(vr.RemovedVolumes, v)
+		}
+	}
+}
+
+// report builds the run's report from the orchestration's and the steps'
+// outputs.
+func (r *Runner) report(p *plan.Plan, mode Mode, rep orchestrate.Report) *Report {
+	out := &Report{Plan: p.Name, Mode: mode.String(), Start: rep.Start, End: rep.End,
 		CriticalPath: rep.CriticalPath, CriticalPathDuration: rep.CriticalPathDuration}
 	steps := map[string]orchestrate.StepReport{}
 	for _, s := range rep.Steps {
@@ -107,39 +199,44 @@ func buildReport(p *plan.Plan, opts Options, rep orchestrate.Report) *Report {
 			out.Start = s.Start
 		}
 	}
-	out.RunID = steps[runStep].Outputs["id"]
+	out.RunID = output(steps[runStep], runIDKey)
 	for _, vm := range p.VMs {
 		vr := VMReport{VM: vm.Name}
 		var last orchestrate.StepReport
-		for _, name := range []string{"select", "volumes", "prepare", "launch", "healthy", "dns-before", "dns"} {
-			s, ok := steps[sid(vm.Name, name)]
+		var previous []draas.Record
+		for _, st := range vmSteps {
+			s, ok := steps[sid(vm.Name, st.name)]
 			if !ok {
 				continue
 			}
-			st := Step{Name: name, Status: s.Status, Start: s.Start, End: s.End, Attempts: s.Attempts}
+			step := Step{Name: st.name, Status: s.Status, Start: s.Start, End: s.End, Attempts: s.Attempts}
 			if !s.End.IsZero() && !s.Start.IsZero() {
-				st.Duration = s.End.Sub(s.Start)
+				step.Duration = s.End.Sub(s.Start)
 			}
 			if s.Err != nil {
-				st.Error = s.Err.Error()
+				step.Error = s.Err.Error()
 				if vr.Error == "" {
-					vr.Error = fmt.Sprintf("%s: %v", name, s.Err)
+					vr.Error = fmt.Sprintf("%s: %v", st.name, s.Err)
 				}
 			}
-			vr.Steps = append(vr.Steps, st)
+			vr.Steps = append(vr.Steps, step)
 			last = s
-			switch name {
-			case "select":
-				vr.RecoveryPoint = s.Outputs["point"]
-				vr.PointTime, _ = time.Parse(time.RFC3339, s.Outputs["pointTime"])
-			case "volumes":
-				if v := s.Outputs["volumes"]; v != "" {
-					vr.VolumeIDs = strings.Split(v, ",")
-				}
-			case "prepare":
-				vr.GuestChanges = s.Outputs["changes"]
-			case "launch":
-				vr.InstanceID, vr.PrivateIP = s.Outputs["instance"], s.Outputs["ip"]
+			if s.Status != orchestrate.Succeeded && s.Status != orchestrate.Resumed {
+				continue
+			}
+			switch st.name {
+			case stepSelect:
+				set := output(s, copyKey)
+				vr.RecoveryPoint, vr.PointTime = set.Point, set.PointTime
+			case stepVolumes:
+				vr.VolumeIDs = output(s, volumesKey)
+			case stepPrepare:
+				vr.GuestChanges = output(s, changesKey)
+			case stepLaunch:
+				inst := output(s, instanceKey)
+				vr.InstanceID, vr.PrivateIP = inst.ID, inst.PrivateIP
+			case stepDNSBefore:
+				previous = output(s, previousKey)
 			}
 		}
 		if last.Status == orchestrate.Succeeded || last.Status == orchestrate.Resumed {
@@ -150,29 +247,35 @@ func buildReport(p *plan.Plan, opts Options, rep orchestrate.Report) *Report {
 			out.RTO = max(out.RTO, vr.Ready)
 		}
 		if vr.PrivateIP != "" {
-			r := &vmRun{p: p, vm: vm, opts: opts}
-			if r.dns() != nil {
-				vr.Records = r.records(vr.PrivateIP)
+			v := &vmRun{Runner: r, p: p, vm: vm, mode: mode}
+			if v.dns() != nil {
+				vr.Records = v.records(vr.PrivateIP)
 			}
-			outs := steps[sid(vm.Name, "dns-before")].Outputs
-			for _, rec := range vr.Records {
-				if prev := outs["previous "+rec.Type+" "+rec.Name]; prev != "" {
-					rec.Values = strings.Split(prev, ",")
-					vr.PreviousRecords = append(vr.PreviousRecords, rec)
-				}
-			}
+			vr.PreviousRecords = previous
 		}
 		out.VMs = append(out.VMs, vr)
 	}
 	return out
 }
 
+// output returns the value of k a step recorded, or the zero value: the
+// steps that read it fail on a missing or mistyped value, which the report
+// shows.
+func output[T any](s orchestrate.StepReport, k orchestrate.Key[T]) T {
+	v, _, _ := k.From(s.Outputs)
+	return v
+}
+
 // Cleanup removes what a drill made, as its report records it: the drill
 // zone's records, the instances, then the volumes. It never touches
 // anything the report does not name, and refuses a failover's report (a
 // failover is not cleaned up: it is the new production). Deleting what is
-// already gone is not an error, so Cleanup can be repeated.
-func Cleanup(ctx context.Context, rep *Report, opts Options) error {
+// already gone is not an error, so Cleanup can be repeated. Records need
+// Options.DrillDNS.
+func (r *Runner) Cleanup(ctx context.Context, rep *Report) error {
+	if !r.valid() {
+		return errNilRunner
+	}
 	if rep == nil {
 		return draas.Invalidf("failover: Cleanup needs the drill's report")
 	}
@@ -182,25 +285,25 @@ func Cleanup(ctx context.Context, rep *Report, opts Options) error {
 	var errs []error
 	for _, vm := range rep.VMs {
 		for _, rec := range vm.Records {
-			if opts.DrillDNS == nil {
+			if r.opts.DrillDNS == nil {
 				errs = append(errs, fmt.Errorf("drill record %s: Options.DrillDNS is not set", rec.Name))
 				continue
 			}
-			if err := opts.DrillDNS.Delete(ctx, rec); err != nil {
+			if err := r.opts.DrillDNS.Delete(ctx, rec); err != nil {
 				errs = append(errs, fmt.Errorf("delete drill record %s: %w", rec.Name, err))
 			}
 		}
 	}
 	for _, vm := range rep.VMs {
 		if vm.InstanceID != "" {
-			if err := opts.Launcher.Terminate(ctx, vm.InstanceID); err != nil {
+			if err := r.launcher.Terminate(ctx, vm.InstanceID); err != nil {
 				errs = append(errs, fmt.Errorf("terminate drill instance %s of %s: %w", vm.InstanceID, vm.VM, err))
 			}
 		}
 	}
 	for _, vm := range rep.VMs {
 		for _, v := range vm.VolumeIDs {
-			if err := opts.Launcher.DeleteVolume(ctx, v); err != nil {
+			if err := r.launcher.DeleteVolume(ctx, v); err != nil {
 				errs = append(errs, fmt.Errorf("delete drill volume %s of %s: %w", v, vm.VM, err))
 			}
 		}

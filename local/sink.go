@@ -120,9 +120,13 @@ func Create(path string, size int64, opts SinkOptions) (*Sink, error) {
 			return nil, existsError(path)
 		}
 	case err == nil:
-		return nil, draas.Invalidf("local: create %s: it is a %v; give the path of a new or regular file or of a block device", path, st.Mode().Type())
+		hint := "give the path of a new or regular file or of a block device"
+		if st.IsDir() {
+			hint = fmt.Sprintf("give the path of a file in it, such as %s", filepath.Join(path, "disk.raw"))
+		}
+		return nil, draas.Invalidf("local: create %s: it is a %s; %s", path, fileKind(st.Mode()), hint)
 	case !errors.Is(err, fs.ErrNotExist):
-		return nil, fmt.Errorf("local: create %s: %w", path, err)
+		return nil, fmt.Errorf("local: create %s: %w", path, bare(err))
 	}
 
 	s := &Sink{path: path, partial: path + PartialSuffix, size: size, bs: bs, overwrite: opts.Overwrite}
@@ -138,12 +142,12 @@ func Create(path string, size int64, opts SinkOptions) (*Sink, error) {
 			s.f = f
 			return s, nil
 		case !errors.Is(err, fs.ErrNotExist):
-			return nil, fmt.Errorf("local: resume %s: %w", s.partial, err)
+			return nil, fmt.Errorf("local: resume %s: %w", s.partial, bare(err))
 		}
 	}
 	f, err := os.OpenFile(s.partial, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("local: create %s: %w", s.partial, err)
+		return nil, fmt.Errorf("local: create %s: %w", s.partial, bare(err))
 	}
 	if err := s.lock(f); err != nil {
 		f.Close()
@@ -165,7 +169,7 @@ func Create(path string, size int64, opts SinkOptions) (*Sink, error) {
 	if err != nil {
 		f.Close()
 		os.Remove(s.partial)
-		return nil, fmt.Errorf("local: create %s with %d bytes: %w", s.partial, size, err)
+		return nil, fmt.Errorf("local: create %s with %d bytes: %w", s.partial, size, bare(err))
 	}
 	s.f = f
 	return s, nil
@@ -197,12 +201,12 @@ func (s *Sink) resume(f *os.File) error {
 	}
 	st, err := f.Stat()
 	if err != nil {
-		return fmt.Errorf("local: resume %s: %w", s.partial, err)
+		return fmt.Errorf("local: resume %s: %w", s.partial, bare(err))
 	}
 	t := make([]byte, trailerLen)
 	if st.Size() == s.size+trailerLen {
 		if _, err := f.ReadAt(t, s.size); err != nil {
-			return fmt.Errorf("local: resume %s: %w", s.partial, err)
+			return fmt.Errorf("local: resume %s: %w", s.partial, bare(err))
 		}
 	}
 	if [16]byte(t[:16]) != trailerMagic || binary.LittleEndian.Uint64(t[32:]) != uint64(s.size) {

@@ -27,7 +27,9 @@ import (
 	"github.com/opendraas/draas"
 )
 
-// Plan is a DR plan.
+// Plan is a DR plan: the whole plan file, which failover and failback
+// take. Replication needs only a part of it, the vocabulary's draas.Plan,
+// which [Plan.ReplicationPlan] returns for replicate.New.
 type Plan struct {
 	// Name identifies the plan; DR copies and failover resources are tagged
 	// with it.
@@ -77,7 +79,8 @@ type Defaults struct {
 	HealthTimeout Duration `yaml:"healthTimeout"`
 }
 
-// DNS is the production DNS zone records point into.
+// DNS is the production DNS zone records point into: the plan's settings,
+// not the draas.DNS provider interface that changes records.
 type DNS struct {
 	// Zone is a hosted zone name ("example.com.") or ID.
 	Zone string `yaml:"zone"`
@@ -85,7 +88,9 @@ type DNS struct {
 	TTL Duration `yaml:"ttl"`
 }
 
-// VM is one protected VM and how it fails over.
+// VM is one protected VM and how it fails over. (draas.VM, its twin in the
+// vocabulary, is the VM's name and disks as replication and backups know
+// them; [Plan.ReplicationPlan] turns one into the other.)
 type VM struct {
 	Name string `yaml:"name"`
 	// OS is "linux" (default) or "windows": it decides how boot scripts run.
@@ -133,7 +138,9 @@ type HealthCheck struct {
 	ExpectStatus int    `yaml:"expectStatus"`
 }
 
-// Record is a DNS record pointed at a VM.
+// Record is a DNS record pointed at a VM, as the plan file asks for it.
+// Failover turns it into a draas.Record (zone, fully qualified name, values)
+// for a draas.DNS provider.
 type Record struct {
 	// Name is the record's name; a name without a final dot is relative to
 	// the zone.
@@ -581,7 +588,9 @@ func or(a, b string) string {
 	return b
 }
 
-// ReplicationPlan returns the part of the plan replication needs.
+// ReplicationPlan returns the part of the plan replication needs, as the
+// vocabulary's draas.Plan that replicate.New takes: the name, interval,
+// copies to keep, RPO and each VM's name and disks.
 func (p *Plan) ReplicationPlan() draas.Plan {
 	out := draas.Plan{
 		Name:                p.Name,

@@ -154,7 +154,8 @@ type formatWriter interface {
 // Create starts writing a VMDK of size bytes at path (for MonolithicFlat,
 // the descriptor's path; the extent file is NAME-flat.vmdk beside it). The
 // directory must exist. size is rounded up to whole sectors. Create fails
-// with draas.ErrInvalid for a negative size or bad options, and with
+// with draas.ErrInvalid for a size that is negative or 0 (no reader accepts
+// a VMDK of 0 sectors) or bad options, and with
 // draas.ErrConflict when the path exists and opts.Overwrite is false. The
 // caller must Commit or Abort the sink.
 func Create(path string, size int64, opts CreateOptions) (*Sink, error) {
@@ -190,6 +191,11 @@ func Create(path string, size int64, opts CreateOptions) (*Sink, error) {
 func (o *CreateOptions) validate(size int64) error {
 	if size < 0 {
 		return fmt.Errorf("size %d is negative", size)
+	}
+	if size == 0 {
+		// An extent of 0 sectors is no extent: qemu-img (even on a VMDK it
+		// creates itself with size 0) and VMware refuse such a file.
+		return errors.New("a disk of 0 bytes cannot be a VMDK (readers such as qemu-img and VMware refuse an extent of 0 sectors); copy it to a raw file instead")
 	}
 	if size > maxCapacitySectors*sectorSize {
 		return fmt.Errorf("size %d is more than the supported %d bytes", size, int64(maxCapacitySectors*sectorSize))

@@ -62,7 +62,7 @@ func TestMotoOracle(t *testing.T) {
 			t.Errorf("point %s disk %s reads back wrong", c.point, c.disk)
 		}
 	}
-	src, err := st.OpenDisk(ctx, "vm-1", p2.ID(), "os")
+	src, err := source(st.OpenDisk(ctx, "vm-1", p2.ID(), "os"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +103,7 @@ func TestMotoOracle(t *testing.T) {
 	if gs.Deleted != 1 {
 		t.Errorf("GC = %+v, want 1 chunk deleted", gs)
 	}
-	src, err = st.OpenDisk(ctx, "vm-1", p2.ID(), "os")
+	src, err = source(st.OpenDisk(ctx, "vm-1", p2.ID(), "os"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -80,7 +80,19 @@ type PointWriter struct {
 // vm and disk names must be 1-128 letters, digits, '.', '_' or '-' and not
 // start with '.'; disk names must be unique and sizes positive. Otherwise
 // BeginPoint returns an error wrapping draas.ErrInvalid.
-func (s *Store) BeginPoint(ctx context.Context, vm string, disks []draas.Disk, t time.Time) (*PointWriter, error) {
+//
+// The returned writer is a *[PointWriter] (the return type is the
+// draas.PointWriter interface so that *Store is a draas.BackupStore): assert
+// it to reach [PointWriter.Disk], [PointWriter.Point] and the resume methods.
+func (s *Store) BeginPoint(ctx context.Context, vm string, disks []draas.Disk, t time.Time) (draas.PointWriter, error) {
+	w, err := s.beginPoint(ctx, vm, disks, t)
+	if err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+func (s *Store) beginPoint(ctx context.Context, vm string, disks []draas.Disk, t time.Time) (*PointWriter, error) {
 	if s.err != nil {
 		return nil, s.err
 	}
@@ -279,7 +291,18 @@ func (w *PointWriter) Disk(name string) (*Sink, error) {
 // (NeedsZeroWrites reports true). Without a base, or when the base has no
 // disk of that name and size, it is the same as Disk: NeedsZeroWrites
 // reports false and the whole disk must be written.
-func (w *PointWriter) DiskOnBase(ctx context.Context, name string) (*Sink, error) {
+//
+// The returned sink is a *[Sink] (the return type is draas.VolumeSink so
+// that *PointWriter is a draas.PointWriter).
+func (w *PointWriter) DiskOnBase(ctx context.Context, name string) (draas.VolumeSink, error) {
+	sk, err := w.diskOnBase(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return sk, nil
+}
+
+func (w *PointWriter) diskOnBase(ctx context.Context, name string) (*Sink, error) {
 	sk, err := w.Disk(name)
 	if err != nil || w.base == "" {
 		return sk, err

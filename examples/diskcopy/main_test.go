@@ -245,45 +245,6 @@ func TestParseBytes(t *testing.T) {
 	}
 }
 
-func TestParseEndpoint(t *testing.T) {
-	ss := defaultSchemes(&cloud{})
-	for _, tc := range []struct {
-		arg      string
-		wantPath string // "" when an error is wanted
-	}{
-		{"file:///data/disk.raw", "/data/disk.raw"},
-		{"file://localhost/data/disk.raw", "/data/disk.raw"},
-		{"FILE:///data/a%20b.raw", "/data/a b.raw"},
-		{"/data/disk.raw", "/data/disk.raw"},
-		{"file://data/disk.raw", ""},
-		{"file:///data/disk.raw?x=1", ""},
-		{"vmdk:///data/d.vmdk?subformat=bogus", ""},
-		{"vmdk://host/d.vmdk", ""},
-		{"vsphere://vc.example/db", ""},
-		{"nope://x", ""},
-		{"", ""},
-	} {
-		e, err := ss.parse(tc.arg, roleSource)
-		if tc.wantPath == "" {
-			if err == nil {
-				t.Errorf("parse(%q) succeeded, want an error", tc.arg)
-			}
-			continue
-		}
-		if err != nil {
-			t.Errorf("parse(%q): %v", tc.arg, err)
-			continue
-		}
-		if p, _ := filePath(e.url); p != tc.wantPath {
-			t.Errorf("parse(%q) path = %q, want %q", tc.arg, p, tc.wantPath)
-		}
-	}
-	rel, err := ss.parse("disk.raw", roleSink)
-	if err != nil || !filepath.IsAbs(rel.url.Path) {
-		t.Errorf("relative bare path: %+v, %v; want an absolute file URL", rel.url, err)
-	}
-}
-
 func TestResumeCommand(t *testing.T) {
 	got := resumeCommand([]string{"--checkpoint", "/tmp/my ck", "--rate", "4M", "/a.raw", "file:///b.raw"})
 	want := `diskcopy --resume --checkpoint '/tmp/my ck' --rate 4M /a.raw file:///b.raw`
