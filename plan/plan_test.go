@@ -92,6 +92,9 @@ func TestLoadMissingFile(t *testing.T) {
 	require.ErrorIs(t, err, os.ErrNotExist)
 }
 
+// FuzzParse checks that no input makes Parse panic or answer with anything
+// but a bounded list of plan errors, and that what it accepts is a plan a
+// failover can launch. Seeds are the examples here and testdata/fuzz.
 func FuzzParse(f *testing.F) {
 	data, err := os.ReadFile("../examples/plans/three-tier.yaml")
 	require.NoError(f, err)
@@ -100,11 +103,31 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("vms: [{name: a, dependsOn: [a]}]"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		p, err := plan.Parse("fuzz.yaml", b)
-		if err == nil && p.Name == "" {
-			t.Fatal("a plan without a name validated")
+		if err != nil {
+			if !errors.Is(err, draas.ErrInvalid) {
+				t.Fatalf("error %v is not ErrInvalid", err)
+			}
+			if n := strings.Count(err.Error(), "\n") + 1; n > 21 {
+				t.Fatalf("%d lines of errors, want at most 21", n)
+			}
+			return
 		}
-		if err != nil && !errors.Is(err, draas.ErrInvalid) {
-			t.Fatalf("error %v is not ErrInvalid", err)
+		if p.Name == "" || len(p.VMs) == 0 {
+			t.Fatal("a plan without a name or VMs validated")
+		}
+		for _, vm := range p.VMs {
+			if len(vm.UserData()) > plan.MaxUserData {
+				t.Fatalf("VM %s: %d bytes of user data validated", vm.Name, len(vm.UserData()))
+			}
+			if p.InstanceType(vm) == "" || p.Subnet(vm) == "" {
+				t.Fatalf("VM %s without an instance type or subnet validated", vm.Name)
+			}
+		}
+		if len(p.Order()) != len(p.VMs) {
+			t.Fatalf("order %v of %d VMs", p.Order(), len(p.VMs))
+		}
+		if err := p.Validate(); err != nil {
+			t.Fatalf("a parsed plan does not validate again: %v", err)
 		}
 	})
 }
