@@ -153,7 +153,7 @@ func TestPlansThatWouldFailMidDisaster(t *testing.T) {
 		{"zero disk size", vmsWith("    disks:\n      - name: disk-0\n"), []string{"vms[1].disks[0].size", "positive"}, nil},
 		{"duplicate disk", vmsWith("    disks:\n      - {name: d, size: 1}\n      - {name: d, size: 1}\n"), []string{"vms[1].disks[1].name", `"d"`, "twice"}, nil},
 		{"bad disk name", vmsWith("    disks:\n      - {name: a/b, size: 1}\n"), []string{"vms[1].disks[0].name", `"a/b"`, `'/'`}, nil},
-		{"recovery point path", vmsWith("    recoveryPoint: ../../etc\n"), []string{"plan.yaml:9:", "vms[1].recoveryPoint", `"../../etc"`, "point ID"}, nil},
+		{"recovery point path", vmsWith("    recoveryPoint: ../../etc\n"), []string{"plan.yaml:9:", "vms[1].recoveryPoint", `"../../etc"`, `'/' at position 3`, "point ID"}, nil},
 		{"duplicate dependsOn", strings.Replace(base, "[db]", "[db, db]", 1), []string{"plan.yaml:8:", "vms[1].dependsOn[1]", `"db" is listed twice`, "remove"}, nil},
 		{"long name", strings.Replace(base, "name: shop", "name: "+long, 1), []string{"plan.yaml:1:", "name:", "200 characters long", "at most 128"}, []string{"cannot be used"}},
 		{"leading dot", strings.Replace(base, "name: db", "name: .db", 1), []string{"vms[0].name", `".db" starts with '.'`, "start with a letter or a digit"}, []string{"cannot be used"}},

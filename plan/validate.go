@@ -311,16 +311,16 @@ func (v *validator) vm(f string, vm VM, names map[string]int, all []string) {
 // and recovery points (aws/s3): 1-128 letters, digits, '.', '_' or '-',
 // not starting with '.'.
 func storeNameProblem(name string) string {
-	switch {
-	case len(name) > maxNameLen:
+	if len(name) > maxNameLen {
 		return fmt.Sprintf("it is %d characters long, at most %d", len(name), maxNameLen)
-	case name[0] == '.':
-		return "it starts with '.'"
 	}
 	for i, r := range name {
 		if !isAlnum(r) && r != '.' && r != '_' && r != '-' {
 			return fmt.Sprintf("it has %q at position %d: use letters, digits, '.', '_' and '-'", r, utf8.RuneCountInString(name[:i])+1)
 		}
+	}
+	if name[0] == '.' {
+		return "it starts with '.'"
 	}
 	return ""
 }
