@@ -54,6 +54,9 @@ type Scheduler struct {
 // NewScheduler returns a scheduler for r's plan. The plan's
 // ReplicationInterval must be positive.
 func NewScheduler(r *Replicator, opts ScheduleOptions) (*Scheduler, error) {
+	if err := r.check(); err != nil {
+		return nil, err
+	}
 	if r.plan.ReplicationInterval <= 0 {
 		return nil, draas.Invalidf("replicate: plan %s has no replication interval: set ReplicationInterval (e.g. 15m)", r.plan.Name)
 	}
@@ -182,6 +185,9 @@ type VMStatus struct {
 
 // Status answers "how old is each VM's DR copy", from the copy store alone.
 func (r *Replicator) Status(ctx context.Context) ([]VMStatus, error) {
+	if err := r.check(); err != nil {
+		return nil, err
+	}
 	target := r.plan.RPO
 	if target <= 0 {
 		target = 2 * r.plan.ReplicationInterval
@@ -194,12 +200,12 @@ func (r *Replicator) Status(ctx context.Context) ([]VMStatus, error) {
 			return nil, err
 		}
 		st := VMStatus{VM: vm.Name, Target: target}
-		for _, s := range group(all) {
-			if s.complete() {
+		for _, s := range draas.CopySets(all) {
+			if s.Complete() {
 				st.Copies++
-				st.RecoveryPoint, st.PointTime = s.point, s.time
+				st.RecoveryPoint, st.PointTime = s.RecoveryPoint, s.PointTime
 			} else {
-				st.Pending += len(s.copies)
+				st.Pending += len(s.Copies)
 			}
 		}
 		if st.RecoveryPoint != "" {

@@ -10,7 +10,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/opendraas/draas/aws/ebs"
 	"github.com/opendraas/draas/draastest"
 	"github.com/opendraas/draas/replicate"
 )
@@ -61,7 +60,7 @@ func (c *fakeClock) Advance(d time.Duration) {
 }
 
 func TestSchedulerRunsEachVMAtItsInterval(t *testing.T) {
-	e := newEnv(t, ebs.PathDirect)
+	e := newMemEnv(t)
 	vms := []string{"db", "app", "web"}
 	disks := map[string]*draastest.Disk{}
 	for i, vm := range vms {
@@ -150,7 +149,7 @@ func TestSchedulerRunsEachVMAtItsInterval(t *testing.T) {
 }
 
 func TestStatusReportsAge(t *testing.T) {
-	e := newEnv(t, ebs.PathDirect)
+	e := newMemEnv(t)
 	e.backup("db", map[string]*draastest.Disk{"os": randomDisk(60, 4*mib, 0.5)})
 	p := plan("db", "web")
 	p.ReplicationInterval = 15 * time.Minute

@@ -207,7 +207,21 @@ func (s *Store) VMs(ctx context.Context) ([]string, error) {
 // point. An unknown VM, point or disk, or a point that is not committed, is
 // an error wrapping draas.ErrNotFound; a damaged manifest or one that does
 // not match the point's record, draas.ErrChecksumMismatch.
-func (s *Store) OpenDisk(ctx context.Context, vm, point, disk string) (*Source, error) {
+//
+// The source is a *[Source]: a draas.ChangeTracker (bases are point IDs of
+// the same VM), draas.ExtentSource and draas.ChecksumSource. The return type
+// is draas.BlockSource so that *Store is a draas.BackupReader; use the
+// helpers draas.ChangedExtents and draas.AllocatedExtents, or assert
+// *Source, to reach the rest.
+func (s *Store) OpenDisk(ctx context.Context, vm, point, disk string) (draas.BlockSource, error) {
+	src, err := s.openDisk(ctx, vm, point, disk)
+	if err != nil {
+		return nil, err
+	}
+	return src, nil
+}
+
+func (s *Store) openDisk(ctx context.Context, vm, point, disk string) (*Source, error) {
 	if s.err != nil {
 		return nil, s.err
 	}

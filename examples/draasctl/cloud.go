@@ -165,11 +165,11 @@ func (a *app) awsConfig(ctx context.Context, region string) (aws.Config, error) 
 
 // backups is the backup store as replication reads it, or a stand-in that
 // says why there is none (status reads only the DR copies).
-func (c *cloud) backups() replicate.Backups {
+func (c *cloud) backups() draas.BackupReader {
 	if c.store == nil {
 		return noBackups{}
 	}
-	return replicate.BackupsOf(c.store)
+	return c.store
 }
 
 type noBackups struct{}
@@ -198,9 +198,13 @@ func (a *app) prepareSimulation(ctx context.Context, c *cloud, copies bool) erro
 	if c.lab == nil {
 		return nil
 	}
+	b, err := backup.New(c.lab.Snapshotter(), c.lab.Store, backup.Options{})
+	if err != nil {
+		return err
+	}
 	var names []string
 	for _, vm := range c.plan.VMs {
-		res, err := backup.Run(ctx, c.lab.Snapshotter(), c.lab.BackupStore(), vm.Name, backup.Options{})
+		res, err := b.Run(ctx, vm.Name)
 		if err != nil {
 			return fmt.Errorf("simulate: back up %s: %w", vm.Name, err)
 		}

@@ -130,7 +130,7 @@ func Start(ctx context.Context, p *plan.Plan, opts Options) (*Lab, error) {
 	if opts.DataPercent <= 0 {
 		opts.DataPercent = 60
 	}
-	srv, err := awssim.New(awssim.Options{})
+	srv, err := awssim.New(awssim.Options{Buckets: []string{BackupBucket}})
 	if err != nil {
 		return nil, err
 	}
@@ -473,12 +473,6 @@ func (l *Lab) guestDisk(ctx context.Context, vm string, i int) (interface {
 	return d, func() {}, nil
 }
 
-// Backups is the backup store as replication reads it.
-func (l *Lab) Backups() replicate.Backups { return replicate.BackupsOf(l.Store) }
-
-// BackupStore is the backup store as backup writes it.
-func (l *Lab) BackupStore() backup.Store { return backup.StoreOf(l.Store) }
-
 // Snapshotter returns the site as a backup.Hypervisor. In memory, a
 // snapshot records a version of each disk, whose name serves as its CBT
 // change ID. On vcsim it is package fromvsphere's: a VM snapshot, and no
@@ -530,7 +524,7 @@ func (s *siteSnapshot) Close(context.Context) error { return nil }
 
 // Replicator returns a replicator for the lab's plan.
 func (l *Lab) Replicator(opts replicate.Options) (*replicate.Replicator, error) {
-	return replicate.New(l.Plan.ReplicationPlan(), l.Backups(), l.Copies, opts)
+	return replicate.New(l.Plan.ReplicationPlan(), l.Store, l.Copies, opts)
 }
 
 // PollInterval is how often the lab's failovers poll health: the

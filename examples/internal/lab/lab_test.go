@@ -30,8 +30,10 @@ func TestWholeCycle(t *testing.T) {
 	require.NoError(t, err)
 	defer l.Close()
 
+	b, err := backup.New(l.Snapshotter(), l.Store, backup.Options{})
+	require.NoError(t, err)
 	for _, vm := range l.Plan.VMs {
-		_, err := backup.Run(ctx, l.Snapshotter(), l.BackupStore(), vm.Name, backup.Options{})
+		_, err := b.Run(ctx, vm.Name)
 		require.NoError(t, err)
 	}
 	r, err := l.Replicator(replicate.Options{})
@@ -107,7 +109,9 @@ func TestVSphereSite(t *testing.T) {
 			require.Len(t, shape.Disks, 1)
 			assert.Equal(t, int64(4<<20), shape.Disks[0].Size)
 
-			res, err := backup.Run(ctx, l.Snapshotter(), l.BackupStore(), vm, backup.Options{})
+			b, err := backup.New(l.Snapshotter(), l.Store, backup.Options{})
+			require.NoError(t, err)
+			res, err := b.Run(ctx, vm)
 			require.NoError(t, err)
 			require.Len(t, res.Disks, 1)
 			assert.Equal(t, "scsi0-0", res.Disks[0].Disk.Name)
