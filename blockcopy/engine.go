@@ -347,7 +347,7 @@ func (c *copier) copyBlock(ctx context.Context, i int64) error {
 	}
 	c.bytesRead.Add(int64(len(p)))
 
-	if bytes.Equal(p, c.zero[:len(p)]) {
+	if draas.IsZero(p) {
 		if haveStored && stored != sha256.Sum256(p) {
 			return &draas.OpError{Op: "read source", Resource: blockName(i, off), Kind: draas.ErrChecksumMismatch,
 				Err: fmt.Errorf("data read as zeros but the source recorded SHA-256 %x", stored)}
