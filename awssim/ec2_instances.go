@@ -825,25 +825,35 @@ type describeInstancesBody struct {
 	NextToken    string           `xml:"nextToken,omitempty"`
 }
 
-func (s *Server) ec2DescribeInstances(p ec2Params) (ec2Body, error) {
-	var ins []*instance
+// listedInstances returns the instances p names by InstanceId, sorted by
+// ID, or when it names none every instance.
+func (s *Server) listedInstances(p ec2Params) ([]*instance, error) {
 	if len(p.list("InstanceId")) > 0 {
-		if p.has("MaxResults") {
-			return nil, ec2Err("InvalidParameterCombination", "The parameter instancesSet cannot be used with the parameter maxResults")
-		}
-		var err error
-		if ins, err = s.instancesByID(p); err != nil {
+		ins, err := s.instancesByID(p)
+		if err != nil {
 			return nil, err
 		}
 		sort.Slice(ins, func(i, j int) bool { return ins[i].id < ins[j].id })
-	} else {
-		for _, id := range sortedKeys(s.ec2.instances) {
-			in := s.ec2.instances[id]
-			s.settleInstance(in, false)
-			ins = append(ins, in)
-		}
+		return ins, nil
 	}
-	ins, err := applyFilters(ins, p.filters(), instanceFilters(s), func(in *instance) map[string]string { return in.tags })
+	var ins []*instance
+	for _, id := range sortedKeys(s.ec2.instances) {
+		in := s.ec2.instances[id]
+		s.settleInstance(in, false)
+		ins = append(ins, in)
+	}
+	return ins, nil
+}
+
+func (s *Server) ec2DescribeInstances(p ec2Params) (ec2Body, error) {
+	if len(p.list("InstanceId")) > 0 && p.has("MaxResults") {
+		return nil, ec2Err("InvalidParameterCombination", "The parameter instancesSet cannot be used with the parameter maxResults")
+	}
+	ins, err := s.listedInstances(p)
+	if err != nil {
+		return nil, err
+	}
+	ins, err = applyFilters(ins, p.filters(), instanceFilters(s), func(in *instance) map[string]string { return in.tags })
 	if err != nil {
 		return nil, err
 	}
@@ -1020,18 +1030,9 @@ func (s *Server) ec2DescribeInstanceStatus(p ec2Params) (ec2Body, error) {
 	if err != nil {
 		return nil, err
 	}
-	var ins []*instance
-	if len(p.list("InstanceId")) > 0 {
-		if ins, err = s.instancesByID(p); err != nil {
-			return nil, err
-		}
-		sort.Slice(ins, func(i, j int) bool { return ins[i].id < ins[j].id })
-	} else {
-		for _, id := range sortedKeys(s.ec2.instances) {
-			in := s.ec2.instances[id]
-			s.settleInstance(in, false)
-			ins = append(ins, in)
-		}
+	ins, err := s.listedInstances(p)
+	if err != nil {
+		return nil, err
 	}
 	if !all {
 		var running []*instance

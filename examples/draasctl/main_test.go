@@ -367,6 +367,7 @@ func TestUsage(t *testing.T) {
 		{[]string{"drill", "-h"}, exitOK, "--cleanup removes it"},
 		{[]string{"validate"}, exitUsage, "want 1 argument(s), PLAN"},
 		{[]string{"validate", "testdata/nonexistent.yaml"}, exitUsage, "plan file testdata/nonexistent.yaml does not exist"},
+		{[]string{"validate", "testdata"}, exitUsage, "testdata: is a directory: name the plan's YAML file"},
 		{[]string{"--log-level", "loud", "validate", threeTier}, exitUsage, `--log-level "loud"`},
 		{[]string{"failback", threeTier}, exitUsage, "pass --from REPORT"},
 		{[]string{"failback", threeTier, "--from", "x.json", "--pre-seed", "--cut-over"}, exitUsage, "first --pre-seed"},
