@@ -372,4 +372,3 @@ func (t *tailBuffer) String() string {
 	defer t.mu.Unlock()
 	return t.buf.String()
 }
-

@@ -16,9 +16,9 @@ package awssim
 import (
 	"fmt"
 	"net"
-	"os"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -81,7 +81,7 @@ type Server struct {
 	faults faultSet
 
 	volumeDir string // Options.VolumeDir, or a temporary one for QEMU
-	tempDir   bool      // volumeDir is the simulator's own
+	tempDir   bool   // volumeDir is the simulator's own
 
 	mu    sync.Mutex // guards everything below
 	ids   map[string]int
