@@ -182,7 +182,16 @@ func (s *Server) seedSnapshot(r io.ReaderAt, n int64, tags map[string]string) (s
 	}
 	blocks := map[int64]*block{}
 	buf := make([]byte, BlockSize)
-	for off := int64(0); off < n; off += BlockSize {
+	var idxs []int64
+	if f, ok := r.(*os.File); ok {
+		idxs = slices.Sorted(maps.Keys(dataBlocks(f, n))) // skip the holes of a sparse file
+	} else {
+		for off := int64(0); off < n; off += BlockSize {
+			idxs = append(idxs, off/BlockSize)
+		}
+	}
+	for _, idx := range idxs {
+		off := idx * BlockSize
 		chunk := buf[:min(BlockSize, n-off)]
 		if _, err := r.ReadAt(chunk, off); err != nil && !errors.Is(err, io.EOF) {
 			return "", fmt.Errorf("awssim: seeding a snapshot: %w", err)

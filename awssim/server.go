@@ -11,6 +11,22 @@
 // every service, S3 included. As in a real account, S3 buckets must be
 // created before use ([Options].Buckets, [Server.CreateBucket] or the
 // CreateBucket call).
+//
+// Volumes hold their data in memory, or, with [Options].VolumeDir, in
+// sparse raw files, one per volume, which allows multi-GiB volumes and is
+// what QEMU boots. With [Options].QEMU, instances really run: each running
+// instance is a QEMU virtual machine (TCG by default) booting its root
+// volume by BIOS, its volumes as NVMe disks whose serial is the volume ID as
+// EC2 Nitro shows it ("vol0123…"), a virtio-net NIC on QEMU user networking
+// standing in for ENA, and vCPUs and memory from the instance type, capped
+// ([QEMUOptions]). Stop and Terminate kill the VM, Start starts a new one,
+// and the guest's writes land in the volume files, so snapshots see them.
+// GetConsoleOutput returns the serial console as EC2 does (base64, the
+// latest 64 KiB; also [Server.ConsoleOutput]); [Server.ForwardedAddr] and
+// [Server.DialInstance] reach the guest's forwarded TCP ports, for health
+// checks (failover.NetProber{Dial: sim.DialInstance}). Every QEMU is killed
+// by Terminate, Stop and Close, and by the kernel if the process running
+// the simulator dies.
 package awssim
 
 import (
