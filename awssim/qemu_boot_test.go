@@ -16,6 +16,7 @@ import (
 
 	"github.com/opendraas/draas/awssim"
 	"github.com/opendraas/draas/guest/guestimage"
+	oracles "github.com/opendraas/draas/internal/oracle"
 )
 
 // requireCachedGuest returns the cached guest image of layout, or skips:
@@ -33,10 +34,7 @@ func requireCachedGuest(t *testing.T, layout guestimage.Layout) *guestimage.Imag
 	}
 	missing := func(err error) {
 		t.Helper()
-		if os.Getenv("DRAAS_REQUIRE_ORACLES") == "1" {
-			t.Fatalf("%v (DRAAS_REQUIRE_ORACLES=1 makes a missing oracle a failure)", err)
-		}
-		t.Skip(err)
+		oracles.Missing(t, err.Error())
 	}
 	if err := guestimage.CheckBootTools(); err != nil {
 		missing(err)

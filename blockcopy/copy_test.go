@@ -60,14 +60,12 @@ func fillRandom(r *rand.Rand, p []byte) {
 func nonZeroBlocks(p []byte, blockSize int) int {
 	n := 0
 	for off := 0; off < len(p); off += blockSize {
-		if !allZero(p[off:min(off+blockSize, len(p))]) {
+		if !draas.IsZero(p[off:min(off+blockSize, len(p))]) {
 			n++
 		}
 	}
 	return n
 }
-
-func allZero(p []byte) bool { return bytes.Count(p, []byte{0}) == len(p) }
 
 func TestCopyByteIdentical(t *testing.T) {
 	sizes := []int64{1, bs - 1, bs, bs + 1, 5*bs + 12345, 64 * bs}

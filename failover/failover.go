@@ -566,28 +566,9 @@ func (r *vmRun) prepare(ctx context.Context) error {
 
 // UserData returns the user data that runs vm's boot scripts once at first
 // boot: a shell script for Linux (run by cloud-init), PowerShell blocks for
-// Windows (run by EC2Launch). It is empty when there are no scripts.
-func UserData(vm plan.VM) []byte {
-	if len(vm.BootScripts) == 0 {
-		return nil
-	}
-	var b strings.Builder
-	if vm.OS == "windows" {
-		b.WriteString("<powershell>\n")
-		for i, s := range vm.BootScripts {
-			fmt.Fprintf(&b, "# draas boot script %d: %s\n%s\n", i+1, s.Name, strings.TrimRight(s.Run, "\n"))
-		}
-		b.WriteString("</powershell>\n")
-		return []byte(b.String())
-	}
-	b.WriteString("#!/bin/sh\n# draas boot scripts, run once at first boot by cloud-init.\nset -e\nmkdir -p /var/lib/draas\n")
-	for i, s := range vm.BootScripts {
-		marker := fmt.Sprintf("DRAAS_BOOT_SCRIPT_%d_EOF", i+1)
-		fmt.Fprintf(&b, "# %d: %s\ncat > /var/lib/draas/boot-%d <<'%s'\n%s\n%s\nchmod +x /var/lib/draas/boot-%d\n/var/lib/draas/boot-%d\n",
-			i+1, s.Name, i+1, marker, strings.TrimRight(s.Run, "\n"), marker, i+1, i+1)
-	}
-	return []byte(b.String())
-}
+// Windows (run by EC2Launch). It is empty when there are no scripts. It is
+// [plan.VM.UserData], whose size plan.Validate checks.
+func UserData(vm plan.VM) []byte { return vm.UserData() }
 
 func (r *vmRun) launch(ctx context.Context) error {
 	runID, err := get(ctx, r, runStep, runIDKey)

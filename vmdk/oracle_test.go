@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/opendraas/draas"
 	"github.com/opendraas/draas/blockcopy"
 	"github.com/opendraas/draas/draastest"
 	"github.com/opendraas/draas/vmdk"
@@ -61,7 +62,7 @@ func TestOpenQemuImages(t *testing.T) {
 				if i := firstDiff(got[:size], raw); i >= 0 {
 					t.Fatalf("byte %d is %#x, want %#x", i, got[i], raw[i])
 				}
-				if !isZero(got[size:]) {
+				if !draas.IsZero(got[size:]) {
 					t.Fatal("bytes past the raw size are not zero")
 				}
 				checkExtentsCover(t, src, raw)
@@ -190,7 +191,7 @@ func TestCopyThroughVMDK(t *testing.T) {
 				if i := firstDiff(got[:len(raw)], raw); i >= 0 {
 					t.Fatalf("byte %d differs after raw → %s → raw", i, f)
 				}
-				if !isZero(got[len(raw):]) {
+				if !draas.IsZero(got[len(raw):]) {
 					t.Fatal("bytes past the raw size are not zero")
 				}
 			})

@@ -178,7 +178,7 @@ func TestSinkSectorRounding(t *testing.T) {
 				t.Fatal(err)
 			}
 			got := readAll(t, openT(t, path))
-			if !bytes.Equal(got[:size], data) || !isZero(got[size:]) {
+			if !bytes.Equal(got[:size], data) || !draas.IsZero(got[size:]) {
 				t.Errorf("%s, last block ending at %d: content differs", f, end)
 			}
 		}

@@ -262,7 +262,7 @@ func dataBytes(path string) (int64, error) {
 	var total int64
 	for {
 		n, err := io.ReadFull(f, buf)
-		if n > 0 && !isZero(buf[:n]) {
+		if n > 0 && !draas.IsZero(buf[:n]) {
 			total += int64(n)
 		}
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
@@ -290,13 +290,4 @@ func fileSize(path string) (int64, error) {
 		return 0, err
 	}
 	return fi.Size(), nil
-}
-
-func isZero(p []byte) bool {
-	for _, b := range p {
-		if b != 0 {
-			return false
-		}
-	}
-	return true
 }
