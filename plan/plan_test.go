@@ -171,6 +171,8 @@ func TestPlansThatWouldFailMidDisaster(t *testing.T) {
 		{"script ends the here-document", vmsWith("    bootScripts:\n      - name: a\n        run: |\n          echo hi\n          DRAAS_BOOT_SCRIPT_1_EOF\n          reboot\n"), []string{"vms[1].bootScripts[0].run", "ends the script early"}, nil},
 		{"powershell ends the block", vmsWith("    os: windows\n    bootScripts:\n      - name: a\n        run: \"echo hi\\n</powershell>\"\n"), []string{"vms[1].bootScripts[0].run", "</powershell>"}, nil},
 		{"negative health timeout", vmsWith("    healthTimeout: -5m\n"), []string{"vms[1].healthTimeout", "-5m", "positive"}, nil},
+		{"powershell in a script name", vmsWith("    os: windows\n    bootScripts:\n      - name: \"a </PowerShell>\"\n        run: echo hi\n"), []string{"vms[1].bootScripts[0].name", "</powershell>"}, nil},
+		{"rpo shorter than the interval", "replication: {interval: 1h, rpo: 30m}\n" + base, []string{"plan.yaml:1:", "replication.rpo", "30m0s is shorter than the interval (1h0m0s)"}, nil},
 		{"negative default health timeout", strings.Replace(base, "defaults:\n", "defaults:\n  healthTimeout: -1s\n", 1), []string{"defaults.healthTimeout"}, nil},
 		{"negative rto", "rto: -1h\n" + base, []string{"plan.yaml:1:", "rto", "-1h"}, nil},
 		{"negative keep", "replication:\n  keep: -1\n" + base, []string{"plan.yaml:2:", "replication.keep", "-1"}, nil},

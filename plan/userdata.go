@@ -50,6 +50,9 @@ func (v *validator) checkUserData(f string, vm VM) {
 		if strings.ContainsAny(s.Name, "\r\n") {
 			v.add(sf+".name", "the name has a line break: it becomes a comment line of the user data; write it on one line")
 		}
+		if vm.OS == "windows" && strings.Contains(strings.ToLower(s.Name), "</powershell>") {
+			v.add(sf+".name", "%q in the name ends the PowerShell block early (the name becomes a comment in it): remove it", "</powershell>")
+		}
 		for _, line := range strings.Split(s.Run, "\n") {
 			line = strings.TrimRight(line, "\r")
 			switch {

@@ -110,6 +110,9 @@ func (v *validator) top() {
 	v.notNegative("rto", p.RTO, "leave it out for no RTO target")
 	v.notNegative("replication.interval", p.Replication.Interval, "it is how often each VM is replicated")
 	v.notNegative("replication.rpo", p.Replication.RPO, "leave it out for twice the interval")
+	if r := p.Replication; r.RPO > 0 && r.RPO < r.Interval {
+		v.add("replication.rpo", "%s is shorter than the interval (%s): every VM's copy would be over its RPO before the next one starts; make rpo at least the interval, or leave it out for twice the interval", time.Duration(r.RPO), time.Duration(r.Interval))
+	}
 	if p.Replication.Keep < 0 {
 		v.add("replication.keep", "%d copies: keep at least 1 (0 means 1)", p.Replication.Keep)
 	}
