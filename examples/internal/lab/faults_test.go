@@ -131,3 +131,39 @@ func TestWorkflowsUnderThrottling(t *testing.T) {
 		})
 	}
 }
+
+// TestReplicateKeepsACopyWhoseTagsAreThrottled: the tags that mark a
+// verified copy complete are written last; AWS throttling that CreateTags
+// more often than the SDK's default three attempts must not throw the copy
+// away.
+func TestReplicateKeepsACopyWhoseTagsAreThrottled(t *testing.T) {
+	ctx := context.Background()
+	p, err := plan.Load("../../plans/three-tier.yaml")
+	require.NoError(t, err)
+	l, err := lab.Start(ctx, p, lab.Options{DiskMiB: 1})
+	require.NoError(t, err)
+	defer l.Close()
+	vm := l.Plan.VMs[0].Name
+	b, err := backup.New(l.Snapshotter(), l.Store, backup.Options{})
+	require.NoError(t, err)
+	_, err = b.Run(ctx, vm)
+	require.NoError(t, err)
+
+	for i := 1; i <= 5; i++ {
+		l.AWS.ThrottleNth("CreateTags", i)
+	}
+	r, err := l.Replicator(replicate.Options{})
+	require.NoError(t, err)
+	res, err := r.ReplicateVM(ctx, vm)
+	require.NoError(t, err)
+	assert.Equal(t, replicate.ActionFull, res.Action)
+	assert.GreaterOrEqual(t, res.Retries, int64(5), "the throttled CreateTags retried")
+	assert.Empty(t, res.Deleted)
+	st, err := r.Status(ctx)
+	require.NoError(t, err)
+	for _, s := range st {
+		if s.VM == vm {
+			assert.Equal(t, res.RecoveryPoint, s.RecoveryPoint, "the copy counts")
+		}
+	}
+}
