@@ -12,6 +12,12 @@
 // [Account.ResolvePlan] turns the subnet and security group names of a plan
 // into the IDs the launcher needs, and chooses the availability zone.
 //
+// Every client retries what AWS throttles or fails transiently for as long
+// as the request's context allows ([NewRetryer]): in a disaster, when a
+// whole region fails over at once, a run waits for AWS instead of failing.
+// The retries count in the context's retry.Counter, which the workflows
+// report.
+//
 // This package is the wiring that users who call the library against AWS
 // would otherwise copy; each adapter can still be built alone from its own
 // package.
