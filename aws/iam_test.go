@@ -140,7 +140,7 @@ func checkPolicy(t *testing.T, file string, rec *recorder) {
 // role the DR account assumes, or the same account's S3).
 func TestIAMPolicyListsExactlyTheActionsCalled(t *testing.T) {
 	ctx := context.Background()
-	srv, err := awssim.New(awssim.Options{})
+	srv, err := awssim.New(awssim.Options{Buckets: []string{"backups"}})
 	require.NoError(t, err)
 	defer srv.Close()
 	drRec, writeRec, readRec := &recorder{ops: map[string]bool{}}, &recorder{ops: map[string]bool{}}, &recorder{ops: map[string]bool{}}

@@ -1,12 +1,16 @@
 // Package awssim is an in-process AWS simulator that carries data: the EBS
-// direct APIs, the EC2 calls that disaster recovery needs, and Route53. The
-// real aws-sdk-go-v2 clients talk to it over HTTP on 127.0.0.1, and its
-// volumes and snapshots hold real bytes, the way govmomi's vcsim stands in
-// for vSphere.
+// direct APIs, the EC2 calls that disaster recovery needs, Route53, and S3
+// (gofakes3 in memory, on an endpoint of its own). The real aws-sdk-go-v2
+// clients talk to it over HTTP on 127.0.0.1, and its volumes, snapshots and
+// objects hold real bytes, the way govmomi's vcsim stands in for vSphere.
 //
 // Start one with [New] (like httptest.NewServer), point any AWS client at
-// [Server.URL], and use the Server's methods to inspect and seed state and to
-// inject faults.
+// [Server.URL] (S3 clients at [Server.S3URL], or use [Server.S3]), and use
+// the Server's methods to inspect and seed state and to inject faults
+// ([Server.Throttle], [Server.Latency], [Server.FailNth]), which apply to
+// every service, S3 included. As in a real account, S3 buckets must be
+// created before use ([Options].Buckets, [Server.CreateBucket] or the
+// CreateBucket call).
 package awssim
 
 import (
@@ -38,6 +42,10 @@ type Options struct {
 	// the transition happens on the first Describe after creation, so waiters
 	// see each state at least once.
 	TransitionDelay time.Duration
+	// Buckets are the S3 buckets that exist from the start. As in a real
+	// account, a request for any other bucket gets NoSuchBucket until it is
+	// created (CreateBucket through the S3 API, or [Server.CreateBucket]).
+	Buckets []string
 }
 
 // Server is a running simulator. Its methods are safe for concurrent use.
@@ -47,12 +55,14 @@ type Server struct {
 	URL string
 	// S3URL is the endpoint of the S3 simulator (gofakes3, in memory),
 	// which needs its own because S3's paths are bucket names. Clients use
-	// path-style addressing; buckets are created on first use.
+	// path-style addressing. Buckets must be created first (see
+	// Options.Buckets), as in a real account.
 	S3URL string
 
 	opts   Options
 	srv    *httptest.Server
 	s3srv  *httptest.Server
+	s3mem  *s3mem.Backend
 	faults faultSet
 
 	mu    sync.Mutex // guards everything below
@@ -100,10 +110,18 @@ func New(opts Options) (*Server, error) {
 		s.srv.Close()
 		return nil, err
 	}
-	faker := gofakes3.New(s3mem.New(s3mem.WithTimeSource(timeSource{opts.Now})),
-		gofakes3.WithAutoBucket(true), gofakes3.WithTimeSource(timeSource{opts.Now}), gofakes3.WithTimeSkewLimit(0),
+	s.s3mem = s3mem.New(s3mem.WithTimeSource(timeSource{opts.Now}))
+	for _, b := range opts.Buckets {
+		if err := s.CreateBucket(b); err != nil {
+			s.srv.Close()
+			s3ln.Close()
+			return nil, err
+		}
+	}
+	faker := gofakes3.New(s3Backend{s.s3mem},
+		gofakes3.WithTimeSource(timeSource{opts.Now}), gofakes3.WithTimeSkewLimit(0),
 		gofakes3.WithLogger(gofakes3.DiscardLog()))
-	s.s3srv = &httptest.Server{Listener: s3ln, Config: &http.Server{Handler: faker.Server()}}
+	s.s3srv = &httptest.Server{Listener: s3ln, Config: &http.Server{Handler: s.serveS3(faker.Server())}}
 	s.s3srv.Start()
 	s.S3URL = s.s3srv.URL
 	return s, nil

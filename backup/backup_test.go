@@ -100,7 +100,7 @@ var stores = []struct {
 }{
 	{"memory", func(t *testing.T) draas.BackupStore { return draastest.NewBackupStore(blk, nil) }},
 	{"s3", func(t *testing.T) draas.BackupStore {
-		srv, err := awssim.New(awssim.Options{})
+		srv, err := awssim.New(awssim.Options{Buckets: []string{"backups"}})
 		require.NoError(t, err)
 		t.Cleanup(srv.Close)
 		return s3.New(srv.S3(), "backups", "vsphere", s3.Options{})

@@ -42,7 +42,7 @@ func (s snap) Close(context.Context) error                          { return nil
 // only what its change tracking reports.
 func Example() {
 	ctx := context.Background()
-	srv, err := awssim.New(awssim.Options{})
+	srv, err := awssim.New(awssim.Options{Buckets: []string{"backups"}})
 	if err != nil {
 		log.Fatal(err)
 	}

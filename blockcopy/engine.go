@@ -134,6 +134,12 @@ func newCopier(ctx context.Context, dst draas.VolumeSink, src draas.BlockSource,
 	if c.opts.Concurrency <= 0 {
 		c.opts.Concurrency = defaultConcurrency
 	}
+	// More blocks in flight than the disk has would only allocate buffers
+	// that are never used.
+	c.opts.Concurrency = int(max(1, min(int64(c.opts.Concurrency), c.nblocks)))
+	if err := c.checkMemory(); err != nil {
+		return nil, err
+	}
 	if c.opts.CheckpointInterval <= 0 {
 		c.opts.CheckpointInterval = defaultCheckpointInterval
 	}
@@ -182,6 +188,33 @@ func newCopier(ctx context.Context, dst draas.VolumeSink, src draas.BlockSource,
 		}
 	}
 	return c, nil
+}
+
+// checkMemory fails with draas.ErrInvalid when the copy's block buffers
+// would exceed its memory limit.
+func (c *copier) checkMemory() error {
+	limit := c.opts.MemoryLimit
+	if limit <= 0 {
+		limit = DefaultMemoryLimit
+	}
+	perBlock := c.bs
+	if c.opts.Verify {
+		perBlock *= 2 // the verify pass holds a sink and a source buffer per block
+	}
+	fit := limit / perBlock
+	if int64(c.opts.Concurrency) <= fit {
+		return nil
+	}
+	if fit < 1 {
+		return draas.Invalidf("blockcopy: one block of %d bytes (%d with Verify) does not fit in the memory limit of %d bytes; raise Options.MemoryLimit",
+			c.bs, perBlock, limit)
+	}
+	twice := ""
+	if c.opts.Verify {
+		twice = ", two per block with Verify"
+	}
+	return draas.Invalidf("blockcopy: concurrency %d needs %d bytes of block buffers (blocks of %d bytes%s), more than the memory limit of %d bytes; use a concurrency of at most %d or raise Options.MemoryLimit",
+		c.opts.Concurrency, int64(c.opts.Concurrency)*perBlock, c.bs, twice, limit, fit)
 }
 
 // planRuns turns extents into runs of whole blocks covering [0, nblocks).
@@ -313,7 +346,7 @@ func (c *copier) copyBlock(ctx context.Context, i int64) error {
 	}
 	c.bytesRead.Add(int64(len(p)))
 
-	if bytes.Equal(p, c.zero[:len(p)]) {
+	if draas.IsZero(p) {
 		if haveStored && stored != sha256.Sum256(p) {
 			return &draas.OpError{Op: "read source", Resource: blockName(i, off), Kind: draas.ErrChecksumMismatch,
 				Err: fmt.Errorf("data read as zeros but the source recorded SHA-256 %x", stored)}

@@ -134,7 +134,7 @@ func TestLocalSchemes(t *testing.T) {
 // store, that into a new EBS snapshot, and the snapshot back into a file,
 // against the AWS simulator, with the AWS configuration loaded once.
 func TestAWSSchemes(t *testing.T) {
-	srv, err := awssim.New(awssim.Options{})
+	srv, err := awssim.New(awssim.Options{Buckets: []string{"backups"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -178,7 +178,7 @@ func writeExtents(ctx context.Context, sink draas.VolumeSink, src *Disk, exts []
 		if _, err := src.ReadAt(ctx, p, off); err != nil {
 			return err
 		}
-		if !only && !draas.NeedsZeroWrites(sink) && isZero(p) {
+		if !only && !draas.NeedsZeroWrites(sink) && draas.IsZero(p) {
 			continue
 		}
 		if err := sink.WriteBlock(ctx, draas.Block{Index: off / bs, Offset: off, Data: p, Checksum: sha256.Sum256(p)}); err != nil {

@@ -16,7 +16,13 @@
 //
 // Every create call carries a client token derived from the run's ID and the
 // step, and with a journal a run killed half-way resumes without redoing
-// finished steps, so a rerun never makes a second instance or volume. Steps
+// finished steps, so a rerun never makes a second instance or volume.
+// Everything a run makes is tagged with its plan, VM, mode and run ID
+// ([TagRun]); with a launcher that can find resources by tag ([Finder], as
+// aws/ec2's Launcher can), a failover refuses to start while an earlier
+// failover's instances of the plan run ([AlreadyFailedOverError]), and a
+// run ends by deleting the volumes it made and no longer uses (the launch
+// image's root volume of an interrupted launch). Steps
 // pass what they made (the DR copy chosen, volumes, the instance, the
 // records as they were) to the later steps as typed orchestrate outputs,
 // kept in the journal. A journal written by a version before these outputs
@@ -145,6 +151,81 @@ type Options struct {
 	// polls until the plan's health timeout instead); the zero value is
 	// the project's default.
 	Retry retry.Policy
+}
+
+// TagRun is the tag key of the ID of the failover or drill run that made an
+// instance or volume (a drill's resources carry it in draas.TagDrill too).
+const TagRun = "draas:run"
+
+// Finder is an optional capability of a draas.InstanceLauncher: finding
+// instances and volumes by their tags. With it, [Runner.Run] refuses a
+// failover of a plan whose earlier failover still runs, and deletes at the
+// end of a run the volumes the run made that are neither in its report nor
+// attached. aws/ec2's Launcher implements it; it is found through wrappers
+// of the launcher that implement draas.Wrapper.
+type Finder interface {
+	// RunningInstances returns the pending or running instances that carry
+	// every tag in tags, each with all its tags, by instance ID.
+	RunningInstances(ctx context.Context, tags map[string]string) (map[string]map[string]string, error)
+	// AvailableVolumes returns the IDs of the volumes that carry every tag
+	// in tags and are attached to no instance.
+	AvailableVolumes(ctx context.Context, tags map[string]string) ([]string, error)
+}
+
+// ErrAlreadyFailedOver marks a failover refused because an earlier
+// failover of the plan still runs; see [AlreadyFailedOverError].
+var ErrAlreadyFailedOver = errors.New("failover: the plan is already failed over")
+
+// AlreadyFailedOverError is the error of a failover refused before it made
+// anything, because instances that an earlier failover of the plan (another
+// run, or a run whose journal is gone) launched are running: a second
+// failover would launch every VM again. It wraps [ErrAlreadyFailedOver] and
+// draas.ErrConflict.
+type AlreadyFailedOverError struct {
+	Plan string
+	// Instances are the earlier failover's running instances, by VM.
+	Instances []EarlierInstance
+}
+
+// EarlierInstance is a running instance of an earlier failover.
+type EarlierInstance struct {
+	VM         string
+	InstanceID string
+	// RunID is the ID of the run that launched it ("" if it carries none).
+	RunID string
+}
+
+// RunIDs returns the IDs of the earlier runs, sorted, without duplicates.
+func (e *AlreadyFailedOverError) RunIDs() []string {
+	var ids []string
+	for _, i := range e.Instances {
+		if i.RunID != "" && !slices.Contains(ids, i.RunID) {
+			ids = append(ids, i.RunID)
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+func (e *AlreadyFailedOverError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "failover %s: already failed over: ", e.Plan)
+	for i, in := range e.Instances {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "VM %s runs on instance %s", in.VM, in.InstanceID)
+		if in.RunID != "" {
+			fmt.Fprintf(&b, " (run %s)", in.RunID)
+		}
+	}
+	b.WriteString("; nothing was made. A second failover would launch every VM again: if the plan failed back, or these instances are not wanted, terminate them first")
+	return b.String()
+}
+
+// Unwrap returns ErrAlreadyFailedOver and draas.ErrConflict.
+func (e *AlreadyFailedOverError) Unwrap() []error {
+	return []error{ErrAlreadyFailedOver, draas.ErrConflict}
 }
 
 // Runner fails plans over, or drills them, with one launcher, copy store
@@ -405,7 +486,7 @@ func (r *vmRun) token(runID, what string) string {
 }
 
 func (r *vmRun) tags(runID string) map[string]string {
-	t := map[string]string{draas.TagPlan: r.p.Name, draas.TagVM: r.vm.Name, draas.TagRole: r.mode.String()}
+	t := map[string]string{draas.TagPlan: r.p.Name, draas.TagVM: r.vm.Name, draas.TagRole: r.mode.String(), TagRun: runID}
 	if r.mode == Drill {
 		t[draas.TagDrill] = runID
 	}

@@ -32,7 +32,7 @@ import (
 // clients. It runs against awssim on loopback.
 func Example() {
 	ctx := context.Background()
-	srv, err := awssim.New(awssim.Options{})
+	srv, err := awssim.New(awssim.Options{Buckets: []string{"backups"}})
 	if err != nil {
 		log.Fatal(err)
 	}

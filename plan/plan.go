@@ -13,6 +13,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"net/url"
 	"os"
@@ -325,122 +326,151 @@ func (p *Plan) line(path ...any) int {
 
 // Validate checks the plan and returns every problem found (as [Errors]).
 func (p *Plan) Validate() error {
-	var es Errors
-	add := func(field, format string, args ...any) {
-		path := fieldPath(field)
-		es = append(es, &Error{File: p.file, Line: p.line(path...), Field: field, Message: fmt.Sprintf(format, args...)})
+	v := &validator{p: p}
+	v.top()
+	names := v.vmNames()
+	all := slices.Sorted(maps.Keys(names))
+	for i, vm := range p.VMs {
+		f := fmt.Sprintf("vms[%d]", i)
+		v.vm(f, vm, names, all)
+		v.healthChecks(f, vm.HealthChecks)
+		v.dns(f, vm)
 	}
+	if cyc := p.cycle(); cyc != nil {
+		i := names[cyc[0]]
+		v.add(fmt.Sprintf("vms[%d].dependsOn", i), "dependency cycle %s: remove one of these dependencies", strings.Join(cyc, " → "))
+	}
+	if len(v.es) > 0 {
+		return v.es
+	}
+	return nil
+}
+
+// validator gathers the problems Validate finds, each at its line.
+type validator struct {
+	p  *Plan
+	es Errors
+}
+
+func (v *validator) add(field, format string, args ...any) {
+	path := fieldPath(field)
+	v.es = append(v.es, &Error{File: v.p.file, Line: v.p.line(path...), Field: field, Message: fmt.Sprintf(format, args...)})
+}
+
+// top checks the plan's own fields.
+func (v *validator) top() {
+	p := v.p
 	if p.Name == "" {
-		add("name", "the plan has no name: add `name: my-plan`")
+		v.add("name", "the plan has no name: add `name: my-plan`")
 	} else if !nameRE.MatchString(p.Name) {
-		add("name", "%q has characters that cannot be used in tags and IDs: use letters, digits, '.', '_' and '-'", p.Name)
+		v.add("name", "%q has characters that cannot be used in tags and IDs: use letters, digits, '.', '_' and '-'", p.Name)
 	}
 	if p.Replication.Interval < 0 || p.Replication.Keep < 0 || p.Replication.RPO < 0 {
-		add("replication", "interval, keep and rpo must not be negative")
+		v.add("replication", "interval, keep and rpo must not be negative")
 	}
 	if len(p.VMs) == 0 {
-		add("vms", "the plan protects no VM: list them under `vms:`")
+		v.add("vms", "the plan protects no VM: list them under `vms:`")
 	}
+}
+
+// vmNames checks the VMs' names and returns the index of each valid one.
+func (v *validator) vmNames() map[string]int {
 	names := map[string]int{}
-	for i, vm := range p.VMs {
+	for i, vm := range v.p.VMs {
 		f := fmt.Sprintf("vms[%d]", i)
 		switch {
 		case vm.Name == "":
-			add(f+".name", "the VM has no name")
+			v.add(f+".name", "the VM has no name")
 		case !nameRE.MatchString(vm.Name):
-			add(f+".name", "%q has characters that cannot be used in tags and IDs: use letters, digits, '.', '_' and '-'", vm.Name)
+			v.add(f+".name", "%q has characters that cannot be used in tags and IDs: use letters, digits, '.', '_' and '-'", vm.Name)
 		default:
 			if j, dup := names[vm.Name]; dup {
-				add(f+".name", "VM %q is listed twice (also vms[%d])", vm.Name, j)
+				v.add(f+".name", "VM %q is listed twice (also vms[%d])", vm.Name, j)
 			}
 			names[vm.Name] = i
 		}
 	}
-	all := slices.Sorted(func(yield func(string) bool) {
-		for n := range names {
-			if !yield(n) {
-				return
-			}
-		}
-	})
-	for i, vm := range p.VMs {
-		f := fmt.Sprintf("vms[%d]", i)
-		if vm.OS != "" && vm.OS != "linux" && vm.OS != "windows" {
-			add(f+".os", "%q is not an OS this plan knows: use linux or windows", vm.OS)
-		}
-		if p.InstanceType(vm) == "" {
-			add(f+".instanceType", "VM %s has no instance type: set it or defaults.instanceType", vm.Name)
-		}
-		if p.Subnet(vm) == "" {
-			add(f+".subnet", "VM %s has no subnet: set it or defaults.subnet", vm.Name)
-		}
-		if vm.PrivateIP != "" {
-			if a, err := netip.ParseAddr(vm.PrivateIP); err != nil || !a.Is4() {
-				add(f+".privateIP", "%q is not an IPv4 address", vm.PrivateIP)
-			}
-		}
-		for j, d := range vm.DependsOn {
-			switch {
-			case d == vm.Name:
-				add(fmt.Sprintf("%s.dependsOn[%d]", f, j), "VM %s depends on itself", vm.Name)
-			case !hasKey(names, d):
-				add(fmt.Sprintf("%s.dependsOn[%d]", f, j), "unknown VM %q (the plan's VMs are %s)", d, strings.Join(all, ", "))
-			}
-		}
-		for j, s := range vm.BootScripts {
-			if strings.TrimSpace(s.Run) == "" {
-				add(fmt.Sprintf("%s.bootScripts[%d].run", f, j), "the boot script is empty")
-			}
-		}
-		for j, h := range vm.HealthChecks {
-			hf := fmt.Sprintf("%s.healthChecks[%d]", f, j)
-			set := 0
-			if h.EC2 {
-				set++
-			}
-			if h.TCP != 0 {
-				set++
-				if h.TCP < 1 || h.TCP > 65535 {
-					add(hf+".tcp", "port %d is out of range 1-65535", h.TCP)
-				}
-			}
-			if h.HTTP != "" {
-				set++
-				if u, err := url.Parse(strings.ReplaceAll(h.HTTP, "{ip}", "192.0.2.1")); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-					add(hf+".http", "%q is not an http(s) URL", h.HTTP)
-				}
-			}
-			if set != 1 {
-				add(hf, "a health check sets exactly one of ec2, tcp or http")
-			}
-		}
-		for j, r := range vm.DNS {
-			rf := fmt.Sprintf("%s.dns[%d]", f, j)
-			if r.Name == "" {
-				add(rf+".name", "the record has no name")
-			}
-			switch r.Type {
-			case "", "A":
-			case "CNAME":
-				if r.Target == "" {
-					add(rf+".target", "a CNAME record needs a target")
-				}
-			default:
-				add(rf+".type", "%q: use A or CNAME", r.Type)
-			}
-			if p.DNS.Zone == "" {
-				add("dns.zone", "VM %s has DNS records but the plan has no zone: set dns.zone", vm.Name)
-			}
+	return names
+}
+
+// vm checks the VM at field f: its OS, shape, network, dependencies (on
+// the VMs in names; all lists them for the message) and boot scripts.
+func (v *validator) vm(f string, vm VM, names map[string]int, all []string) {
+	if vm.OS != "" && vm.OS != "linux" && vm.OS != "windows" {
+		v.add(f+".os", "%q is not an OS this plan knows: use linux or windows", vm.OS)
+	}
+	if v.p.InstanceType(vm) == "" {
+		v.add(f+".instanceType", "VM %s has no instance type: set it or defaults.instanceType", vm.Name)
+	}
+	if v.p.Subnet(vm) == "" {
+		v.add(f+".subnet", "VM %s has no subnet: set it or defaults.subnet", vm.Name)
+	}
+	if vm.PrivateIP != "" {
+		if a, err := netip.ParseAddr(vm.PrivateIP); err != nil || !a.Is4() {
+			v.add(f+".privateIP", "%q is not an IPv4 address", vm.PrivateIP)
 		}
 	}
-	if cyc := p.cycle(); cyc != nil {
-		i := names[cyc[0]]
-		add(fmt.Sprintf("vms[%d].dependsOn", i), "dependency cycle %s: remove one of these dependencies", strings.Join(cyc, " → "))
+	for j, d := range vm.DependsOn {
+		switch {
+		case d == vm.Name:
+			v.add(fmt.Sprintf("%s.dependsOn[%d]", f, j), "VM %s depends on itself", vm.Name)
+		case !hasKey(names, d):
+			v.add(fmt.Sprintf("%s.dependsOn[%d]", f, j), "unknown VM %q (the plan's VMs are %s)", d, strings.Join(all, ", "))
+		}
 	}
-	if len(es) > 0 {
-		return es
+	for j, s := range vm.BootScripts {
+		if strings.TrimSpace(s.Run) == "" {
+			v.add(fmt.Sprintf("%s.bootScripts[%d].run", f, j), "the boot script is empty")
+		}
 	}
-	return nil
+}
+
+// healthChecks checks the health checks of the VM at field f.
+func (v *validator) healthChecks(f string, checks []HealthCheck) {
+	for j, h := range checks {
+		hf := fmt.Sprintf("%s.healthChecks[%d]", f, j)
+		set := 0
+		if h.EC2 {
+			set++
+		}
+		if h.TCP != 0 {
+			set++
+			if h.TCP < 1 || h.TCP > 65535 {
+				v.add(hf+".tcp", "port %d is out of range 1-65535", h.TCP)
+			}
+		}
+		if h.HTTP != "" {
+			set++
+			if u, err := url.Parse(strings.ReplaceAll(h.HTTP, "{ip}", "192.0.2.1")); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				v.add(hf+".http", "%q is not an http(s) URL", h.HTTP)
+			}
+		}
+		if set != 1 {
+			v.add(hf, "a health check sets exactly one of ec2, tcp or http")
+		}
+	}
+}
+
+// dns checks the DNS records of the VM at field f.
+func (v *validator) dns(f string, vm VM) {
+	for j, r := range vm.DNS {
+		rf := fmt.Sprintf("%s.dns[%d]", f, j)
+		if r.Name == "" {
+			v.add(rf+".name", "the record has no name")
+		}
+		switch r.Type {
+		case "", "A":
+		case "CNAME":
+			if r.Target == "" {
+				v.add(rf+".target", "a CNAME record needs a target")
+			}
+		default:
+			v.add(rf+".type", "%q: use A or CNAME", r.Type)
+		}
+		if v.p.DNS.Zone == "" {
+			v.add("dns.zone", "VM %s has DNS records but the plan has no zone: set dns.zone", vm.Name)
+		}
+	}
 }
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)

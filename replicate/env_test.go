@@ -107,7 +107,7 @@ func fastSDK[O any](set func(*O, aws.Retryer)) func(*O) {
 
 func newEnv(t *testing.T, path ebs.Path) *env {
 	t.Helper()
-	srv, err := awssim.New(awssim.Options{})
+	srv, err := awssim.New(awssim.Options{Buckets: []string{"backups"}})
 	require.NoError(t, err)
 	t.Cleanup(srv.Close)
 	e := &env{

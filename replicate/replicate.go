@@ -72,6 +72,7 @@ type Replicator struct {
 
 	mu      sync.Mutex
 	running map[string]bool
+	sinks   map[[2]string]draas.SnapshotSink // the copy running per VM and disk, for progress events
 }
 
 // ErrBusy is returned when a VM is already being replicated by this
@@ -117,10 +118,10 @@ func New(plan draas.Plan, backups draas.BackupReader, copies draas.CopyStore, op
 	if opts.VMConcurrency <= 0 {
 		opts.VMConcurrency = 2
 	}
-	r := &Replicator{plan: plan, backups: backups, copies: copies, opts: opts, running: map[string]bool{}}
+	r := &Replicator{plan: plan, backups: backups, copies: copies, opts: opts, running: map[string]bool{}, sinks: map[[2]string]draas.SnapshotSink{}}
 	if opts.Events != nil {
 		r.progress = blockcopy.NewProgressMux(func(p blockcopy.DiskProgress) {
-			r.emit(Event{Kind: EventProgress, VM: p.VM, Disk: p.Disk, Progress: &p.Progress})
+			r.emit(Event{Kind: EventProgress, VM: p.VM, Disk: p.Disk, SnapshotID: r.snapshotID(p.VM, p.Disk), Progress: &p.Progress})
 		})
 	}
 	return r, nil
@@ -136,6 +137,17 @@ func (r *Replicator) Plan() draas.Plan {
 
 // errNotNew is what the methods of a Replicator not made by New return.
 var errNotNew = draas.Invalidf("replicate: the Replicator was not made by replicate.New")
+
+// snapshotID returns the snapshot of the copy of vm's disk now running.
+func (r *Replicator) snapshotID(vm, disk string) string {
+	r.mu.Lock()
+	s := r.sinks[[2]string{vm, disk}]
+	r.mu.Unlock()
+	if s == nil {
+		return ""
+	}
+	return s.SnapshotID()
+}
 
 // check returns errNotNew for a nil or zero Replicator.
 func (r *Replicator) check() error {
@@ -225,8 +237,9 @@ type Event struct {
 	// VM is set in every event; Disk in the events of one disk's copy.
 	VM   string
 	Disk string
-	// SnapshotID is the DR copy's snapshot in EventCopy, EventCopied and
-	// EventDeleted.
+	// SnapshotID is the DR copy's snapshot in EventCopy, EventProgress
+	// (once known: the volume path has none until the copy commits),
+	// EventCopied and EventDeleted.
 	SnapshotID string
 	// Progress is set in EventProgress: the progress of the copy of Disk
 	// of VM.
@@ -470,7 +483,14 @@ func (r *Replicator) copyDisk(ctx context.Context, req draas.CopyRequest, src dr
 	opts := r.opts.Copy
 	opts.Extents, opts.Verify, opts.Checkpoint = exts, true, ckpt
 	opts.Progress = r.progress.For(req.VM, req.Disk)
+	key := [2]string{req.VM, req.Disk}
+	r.mu.Lock()
+	r.sinks[key] = sink
+	r.mu.Unlock()
 	st, err := blockcopy.Copy(ctx, sink, src, opts)
+	r.mu.Lock()
+	delete(r.sinks, key)
+	r.mu.Unlock()
 	res.Disks = append(res.Disks, DiskResult{Disk: req.Disk, SnapshotID: sink.SnapshotID(), Parent: req.Parent, Resumed: resumed, Stats: st})
 	res.BytesSent += st.BytesCopied
 	res.BlocksSent += st.BlocksCopied

@@ -332,6 +332,7 @@ func TestEventsSerializedAndTagged(t *testing.T) {
 			defer inside.Add(-1)
 			if ev.Kind == replicate.EventProgress {
 				require.NotNil(t, ev.Progress)
+				assert.NotEmpty(t, ev.SnapshotID, "a progress event names the copy's snapshot")
 				progress[ev.VM+"/"+ev.Disk] = *ev.Progress
 			}
 		},

@@ -1,6 +1,8 @@
 package report
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -179,7 +181,12 @@ func FromReplicate(planName string, results []replicate.Result, targets Targets)
 			BytesMoved: res.BytesSent, BlocksMoved: res.BlocksSent, BlocksSkipped: res.BlocksSkipped,
 			Retries: int(res.Retries),
 		}
-		if res.Action == replicate.ActionFailed || errText != "" {
+		switch {
+		case errors.Is(res.Err, context.Canceled):
+			// Stopped, not failed: the next run resumes the copy.
+			step.Status, step.Error = orchestrate.Cancelled, errText
+			vm.Status, vm.Error = StatusCancelled, "copy: "+errText
+		case res.Action == replicate.ActionFailed || errText != "":
 			step.Status, step.Error = orchestrate.Failed, errText
 			vm.Status, vm.Error = StatusFailed, "copy: "+errText
 		}
@@ -254,16 +261,30 @@ func stepRetries(steps []Step) int {
 	return n
 }
 
-// vmStatus is ok if the VM got there, skipped if none of its steps started
-// or failed, and failed otherwise.
+// vmStatus is ok if the VM got there; failed if one of its steps failed;
+// skipped if none of its steps started; cancelled if the run stopped it on
+// its way (a step of it cancelled); and failed otherwise.
 func vmStatus(steps []Step, ok bool) Status {
 	if ok {
 		return StatusOK
 	}
+	started, cancelled := false, false
 	for _, s := range steps {
-		if !s.Start.IsZero() || s.Status == orchestrate.Failed || s.Status == orchestrate.Resumed {
+		switch {
+		case s.Status == orchestrate.Failed:
 			return StatusFailed
+		case s.Status == orchestrate.Cancelled:
+			cancelled = true
+		}
+		if !s.Start.IsZero() || s.Status == orchestrate.Resumed {
+			started = true
 		}
 	}
-	return StatusSkipped
+	switch {
+	case !started:
+		return StatusSkipped
+	case cancelled:
+		return StatusCancelled
+	}
+	return StatusFailed
 }

@@ -43,7 +43,7 @@ func TestBackUpAVCSimVM(t *testing.T) {
 	_, err = blockcopy.Copy(ctx, sink, draastest.DiskFrom(content, vsphere.SinkBlockSize), blockcopy.Options{})
 	require.NoError(t, err)
 
-	srv, err := awssim.New(awssim.Options{})
+	srv, err := awssim.New(awssim.Options{Buckets: []string{"backups"}})
 	require.NoError(t, err)
 	defer srv.Close()
 	store := s3.New(srv.S3(), "backups", "vsphere", s3.Options{})

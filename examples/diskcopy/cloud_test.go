@@ -21,7 +21,7 @@ import (
 // incremental snapshot on the first from the next point's changes only.
 func TestCloudSchemes(t *testing.T) {
 	bin := buildDiskcopy(t)
-	srv, err := awssim.New(awssim.Options{})
+	srv, err := awssim.New(awssim.Options{Buckets: []string{"backups"}})
 	if err != nil {
 		t.Fatal(err)
 	}

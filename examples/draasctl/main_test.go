@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -420,6 +421,21 @@ func (s simulator) instances(t *testing.T, role string) map[string][]string {
 	return got
 }
 
+// volumes returns the IDs and states of the volumes that are not deleted.
+func (s simulator) volumes(t *testing.T) []string {
+	t.Helper()
+	out, err := s.ec2.DescribeVolumes(context.Background(), &awsec2.DescribeVolumesInput{})
+	require.NoError(t, err)
+	var got []string
+	for _, v := range out.Volumes {
+		if v.State != ec2types.VolumeStateDeleted && v.State != ec2types.VolumeStateDeleting {
+			got = append(got, aws.ToString(v.VolumeId)+" "+string(v.State))
+		}
+	}
+	slices.Sort(got)
+	return got
+}
+
 func (s simulator) linuxImage(t *testing.T) string {
 	t.Helper()
 	out, err := s.ec2.DescribeImages(context.Background(), &awsec2.DescribeImagesInput{Owners: []string{"amazon"},
@@ -443,10 +459,22 @@ func TestInterruptedFailoverResumes(t *testing.T) {
 		"--state", state, "--poll", "10ms", "--health", "ec2", "--image-id", sim.linuxImage(t)}
 	args := func(more ...string) []string { return append(append([]string{}, global...), more...) }
 
-	r := ctl(t, nil, args("seed", threeTier)...)
+	// The simulator has no bucket until seed creates it, as an account
+	// would not: a mistyped bucket is named as missing, not taken for an
+	// empty store.
+	r := ctl(t, nil, args("replicate", threeTier)...)
+	assert.NotEqual(t, exitOK, r.code, r)
+	assert.Contains(t, r.stdout+r.stderr, "no bucket draas-backups")
+	assert.NotContains(t, r.stdout+r.stderr, "back it up first")
+
+	r = ctl(t, nil, args("seed", threeTier)...)
 	require.Equal(t, exitOK, r.code, r)
 	r = ctl(t, nil, args("replicate", threeTier)...)
 	require.Equal(t, exitOK, r.code, r)
+	r = ctl(t, nil, args("--bucket", "nosuch", "replicate", threeTier)...)
+	assert.NotEqual(t, exitOK, r.code, r)
+	assert.Contains(t, r.stdout+r.stderr, "no bucket nosuch")
+	assert.NotContains(t, r.stdout+r.stderr, "back it up first")
 	r = ctl(t, nil, args("status", threeTier)...)
 	require.Equal(t, exitOK, r.code, r)
 	assert.Regexp(t, `(?m)^web\s+\S+\s+\d+s\s+30m0s\s+1\s+0\s+OK$`, r.stdout)
@@ -459,6 +487,8 @@ func TestInterruptedFailoverResumes(t *testing.T) {
 	assert.Equal(t, exitInterrupted, p.wait(t, 20*time.Second), p.output())
 	assert.Contains(t, p.output(), "To resume, run the same command again with the same --state")
 	assert.Contains(t, p.output(), "failover of plan shop: INTERRUPTED")
+	assert.Regexp(t, `(?m)^\s+app\s+cancelled\s`, p.output(), "the VM the interruption stopped is cancelled, not failed")
+	assert.NotRegexp(t, `(?m)^\s+\S+\s+failed\s`, p.output())
 	journal := filepath.Join(state, "shop-failover.journal")
 	require.FileExists(t, journal)
 
@@ -491,8 +521,31 @@ func TestInterruptedFailoverResumes(t *testing.T) {
 	done, _ := filepath.Glob(filepath.Join(state, "shop-failover-*.journal.done"))
 	assert.Len(t, done, 1)
 
+	failoverReport := lastReport(t, r.stdout)
+
+	// The same command again, after the failover finished: it says the
+	// plan is failed over and where the report is, and makes nothing.
+	volumes := sim.volumes(t)
+	for _, v := range volumes {
+		assert.NotContains(t, v, " available", "the failover left a volume unused")
+	}
+	r = ctl(t, nil, args("failover", threeTier)...)
+	require.Equal(t, exitOK, r.code, r)
+	assert.Contains(t, r.stdout, "plan shop is already failed over: run "+run.RunID)
+	assert.Contains(t, r.stdout, "report: "+failoverReport)
+	assert.Equal(t, volumes, sim.volumes(t), "no volume made")
+	assert.Equal(t, after, sim.instances(t, "failover"), "no instance launched")
+	// With another state directory, the journal and the report are not
+	// there: the failover is refused, naming the instances that run.
+	r = ctl(t, nil, append(args("failover", threeTier), "--state", t.TempDir())...)
+	require.Equal(t, exitFailed, r.code, r)
+	assert.Contains(t, r.stderr, "failover shop: already failed over: VM app runs on instance "+after["app"][0]+" (run "+run.RunID+")")
+	assert.Contains(t, r.stderr, "No report of that failover is in")
+	assert.Equal(t, volumes, sim.volumes(t), "no volume made")
+	assert.Equal(t, after, sim.instances(t, "failover"), "no instance launched")
+
 	// Failback writes to vSphere, which this test has not.
-	r = ctl(t, nil, args("failback", threeTier, "--from", lastReport(t, r.stdout))...)
+	r = ctl(t, nil, args("failback", threeTier, "--from", failoverReport)...)
 	assert.Equal(t, exitUsage, r.code, r)
 	assert.Contains(t, r.stderr, "pass --vcenter URL")
 
@@ -507,7 +560,7 @@ func TestInterruptedFailoverResumes(t *testing.T) {
 	drillReport := lastReport(t, p.output())
 	run = readReport(t, drillReport)
 	require.Equal(t, "web", run.VMs[2].Name)
-	assert.Equal(t, report.StatusFailed, run.VMs[2].Status, "web's launch was cut short")
+	assert.Equal(t, report.StatusCancelled, run.VMs[2].Status, "web's launch was cut short: cancelled, not failed")
 	assert.NotContains(t, strings.Join(run.VMs[2].Notes, " "), "instance ", "the report names no instance of web")
 	require.FileExists(t, filepath.Join(state, "shop-drill.journal"))
 

@@ -512,7 +512,7 @@ func (d *drill) dataBlocks(ctx context.Context, vm string, i int) (blocks, data 
 			return 0, 0, fmt.Errorf("read disk %d of VM %s: %w", i, vm, err)
 		}
 		blocks++
-		if !isZero(p) {
+		if !draas.IsZero(p) {
 			data++
 		}
 	}

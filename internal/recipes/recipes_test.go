@@ -169,8 +169,9 @@ var commandLikeRE = regexp.MustCompile(`^(\$ |go (run|build|test|install|get) |\
 
 // TestDocRecipesWellFormed runs in every go test: the markers of README.md
 // and docs/*.md parse, every skip-line matches a line, every recipe is valid
-// bash (bash -n), and no untagged block looks like a command (tag it sh, so
-// that it runs, or text).
+// bash (bash -n), no untagged block looks like a command (tag it sh, so
+// that it runs, or text), and no block is tagged shell or console (which
+// TestRecipes would not run).
 func TestDocRecipesWellFormed(t *testing.T) {
 	root := repoRoot(t)
 	all := loadRecipes(t, root)
@@ -209,6 +210,9 @@ func TestDocRecipesWellFormed(t *testing.T) {
 				in = true
 				if info == "" && i+1 < len(lines) && commandLikeRE.MatchString(strings.TrimSpace(lines[i+1])) {
 					t.Errorf("%s:%d: an untagged block that looks like a command: tag it sh (it then runs in CI) or text", f, i+1)
+				}
+				if lang, _, _ := strings.Cut(info, " "); slices.Contains([]string{"shell", "console", "zsh", "terminal", "shell-session"}, lang) {
+					t.Errorf("%s:%d: a %s block: tag it sh, so that it runs in CI", f, i+1, lang)
 				}
 			}
 		}

@@ -42,7 +42,7 @@ type sim struct {
 // startSim starts the simulator. concurrency sizes the EBS client's
 // connection pool. Close the result when done.
 func startSim(concurrency int) (*sim, error) {
-	srv, err := awssim.New(awssim.Options{})
+	srv, err := awssim.New(awssim.Options{Buckets: []string{"backups"}})
 	if err != nil {
 		return nil, fmt.Errorf("start the AWS simulator: %w", err)
 	}
@@ -262,7 +262,7 @@ func dataBytes(path string) (int64, error) {
 	var total int64
 	for {
 		n, err := io.ReadFull(f, buf)
-		if n > 0 && !isZero(buf[:n]) {
+		if n > 0 && !draas.IsZero(buf[:n]) {
 			total += int64(n)
 		}
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
@@ -290,13 +290,4 @@ func fileSize(path string) (int64, error) {
 		return 0, err
 	}
 	return fi.Size(), nil
-}
-
-func isZero(p []byte) bool {
-	for _, b := range p {
-		if b != 0 {
-			return false
-		}
-	}
-	return true
 }

@@ -124,7 +124,7 @@ func Start(ctx context.Context, p *plan.Plan, opts Options) (*Lab, error) {
 	if opts.DataPercent <= 0 {
 		opts.DataPercent = 60
 	}
-	srv, err := awssim.New(awssim.Options{})
+	srv, err := awssim.New(awssim.Options{Buckets: []string{BackupBucket}})
 	if err != nil {
 		return nil, err
 	}

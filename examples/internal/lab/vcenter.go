@@ -1,7 +1,6 @@
 package lab
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"crypto/tls"
@@ -353,7 +352,7 @@ func (b sparseBody) WriteTo(w io.Writer) (int64, error) {
 	for {
 		n, err := io.ReadFull(b.ReadCloser, buf)
 		if n > 0 {
-			if p := buf[:n]; seeker != nil && isZero(p) {
+			if p := buf[:n]; seeker != nil && draas.IsZero(p) {
 				if _, err := seeker.Seek(int64(n), io.SeekCurrent); err != nil {
 					return total, err
 				}
@@ -386,15 +385,3 @@ func (b sparseBody) WriteTo(w io.Writer) (int64, error) {
 type onlyWriter struct{ io.Writer }
 
 type onlyReader struct{ io.Reader }
-
-var zeros [1 << 20]byte
-
-func isZero(p []byte) bool {
-	for len(p) > len(zeros) {
-		if !bytes.Equal(p[:len(zeros)], zeros[:]) {
-			return false
-		}
-		p = p[len(zeros):]
-	}
-	return bytes.Equal(p, zeros[:len(p)])
-}
