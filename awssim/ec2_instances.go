@@ -38,6 +38,7 @@ type instance struct {
 	sourceDestCheck                          bool
 	ebsOptimized                             bool
 
+	vm          *qemuVM    // the running virtual machine (Options.QEMU), or nil
 	timer       stateTimer // pending, stopping, shutting-down
 	statusTimer stateTimer // status checks: initializing until settled
 }
@@ -484,6 +485,7 @@ func (s *Server) ec2RunInstances(p ec2Params) (ec2Body, error) {
 		s.assignPublicIP(in)
 		s.startTimer(&in.timer)
 		s.ec2.instances[in.id] = in
+		s.startVM(in)
 	}
 	s.rememberToken("RunInstances", p, resID)
 	return &reservationBody{xmlReservation: s.reservation(resID)}, nil
@@ -733,7 +735,7 @@ func (s *Server) launchVolumes(l *launch, now time.Time) ([][]*volume, error) {
 			v, err := s.newVolume(spec)
 			if err != nil {
 				for _, v := range made {
-					delete(s.vols, v.id)
+					s.dropVolume(v)
 				}
 				if e, ok := err.(*ec2Error); ok && strings.HasPrefix(e.msg, "Volume of") {
 					e.code = "InvalidBlockDeviceMapping"
@@ -825,25 +827,35 @@ type describeInstancesBody struct {
 	NextToken    string           `xml:"nextToken,omitempty"`
 }
 
-func (s *Server) ec2DescribeInstances(p ec2Params) (ec2Body, error) {
-	var ins []*instance
+// listedInstances returns the instances p names by InstanceId, sorted by
+// ID, or when it names none every instance.
+func (s *Server) listedInstances(p ec2Params) ([]*instance, error) {
 	if len(p.list("InstanceId")) > 0 {
-		if p.has("MaxResults") {
-			return nil, ec2Err("InvalidParameterCombination", "The parameter instancesSet cannot be used with the parameter maxResults")
-		}
-		var err error
-		if ins, err = s.instancesByID(p); err != nil {
+		ins, err := s.instancesByID(p)
+		if err != nil {
 			return nil, err
 		}
 		sort.Slice(ins, func(i, j int) bool { return ins[i].id < ins[j].id })
-	} else {
-		for _, id := range sortedKeys(s.ec2.instances) {
-			in := s.ec2.instances[id]
-			s.settleInstance(in, false)
-			ins = append(ins, in)
-		}
+		return ins, nil
 	}
-	ins, err := applyFilters(ins, p.filters(), instanceFilters(s), func(in *instance) map[string]string { return in.tags })
+	var ins []*instance
+	for _, id := range sortedKeys(s.ec2.instances) {
+		in := s.ec2.instances[id]
+		s.settleInstance(in, false)
+		ins = append(ins, in)
+	}
+	return ins, nil
+}
+
+func (s *Server) ec2DescribeInstances(p ec2Params) (ec2Body, error) {
+	if len(p.list("InstanceId")) > 0 && p.has("MaxResults") {
+		return nil, ec2Err("InvalidParameterCombination", "The parameter instancesSet cannot be used with the parameter maxResults")
+	}
+	ins, err := s.listedInstances(p)
+	if err != nil {
+		return nil, err
+	}
+	ins, err = applyFilters(ins, p.filters(), instanceFilters(s), func(in *instance) map[string]string { return in.tags })
 	if err != nil {
 		return nil, err
 	}
@@ -927,6 +939,7 @@ func (s *Server) ec2StartInstances(p ec2Params) (ec2Body, error) {
 			in.state, in.reason, in.stateReason = "pending", "", ""
 			s.assignPublicIP(in)
 			s.startTimer(&in.timer)
+			s.startVM(in)
 		}
 	})
 }
@@ -942,6 +955,7 @@ func (s *Server) ec2StopInstances(p ec2Params) (ec2Body, error) {
 		if in.state == "running" {
 			in.state, in.reason, in.stateReason = "stopping", s.userReason(), "Client.UserInitiatedShutdown"
 			in.publicIP = netip.Addr{}
+			s.stopVM(in)
 			s.startTimer(&in.timer)
 		}
 	})
@@ -961,10 +975,11 @@ func (s *Server) ec2TerminateInstances(p ec2Params) (ec2Body, error) {
 		}
 		in.state, in.reason, in.stateReason = "shutting-down", s.userReason(), "Client.UserInitiatedShutdown"
 		in.publicIP = netip.Addr{}
+		s.stopVM(in)
 		s.startTimer(&in.timer)
 		for _, v := range s.attachedVolumes(in.id) {
 			if v.deleteOnTermination {
-				delete(s.vols, v.id)
+				s.dropVolume(v)
 				continue
 			}
 			v.state = "available"
@@ -1020,18 +1035,9 @@ func (s *Server) ec2DescribeInstanceStatus(p ec2Params) (ec2Body, error) {
 	if err != nil {
 		return nil, err
 	}
-	var ins []*instance
-	if len(p.list("InstanceId")) > 0 {
-		if ins, err = s.instancesByID(p); err != nil {
-			return nil, err
-		}
-		sort.Slice(ins, func(i, j int) bool { return ins[i].id < ins[j].id })
-	} else {
-		for _, id := range sortedKeys(s.ec2.instances) {
-			in := s.ec2.instances[id]
-			s.settleInstance(in, false)
-			ins = append(ins, in)
-		}
+	ins, err := s.listedInstances(p)
+	if err != nil {
+		return nil, err
 	}
 	if !all {
 		var running []*instance

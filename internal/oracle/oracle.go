@@ -35,12 +35,18 @@ func Require(t testing.TB, name, install string, alternatives ...string) string 
 	if p, ok := find(name, alternatives); ok {
 		return p
 	}
-	msg := fmt.Sprintf("%s not found: %s", name, install)
+	Missing(t, fmt.Sprintf("%s not found: %s", name, install))
+	return ""
+}
+
+// Missing skips the test because an oracle is missing, with msg saying
+// which and how to install it, or fails it when DRAAS_REQUIRE_ORACLES=1.
+func Missing(t testing.TB, msg string) {
+	t.Helper()
 	if Required() {
 		t.Fatalf("%s (%s=1 makes a missing oracle a failure)", msg, RequireEnv)
 	}
 	t.Skip(msg)
-	return ""
 }
 
 // Optional is [Require] for a test that runs without the oracle but checks

@@ -10,8 +10,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/opendraas/draas/backup"
-	"github.com/opendraas/draas/examples/internal/lab"
 	"github.com/opendraas/draas/failover"
+	"github.com/opendraas/draas/lab"
 	"github.com/opendraas/draas/plan"
 	"github.com/opendraas/draas/replicate"
 	"github.com/opendraas/draas/report"
@@ -41,7 +41,7 @@ type retries struct{ replicate, drill, failover int }
 func runWorkflows(t *testing.T, fraction float64) (outcome, retries) {
 	t.Helper()
 	ctx := context.Background()
-	p, err := plan.Load("../../plans/three-tier.yaml")
+	p, err := plan.Load("../examples/plans/three-tier.yaml")
 	require.NoError(t, err)
 	l, err := lab.Start(ctx, p, lab.Options{DiskMiB: 4})
 	require.NoError(t, err)
@@ -138,7 +138,7 @@ func TestWorkflowsUnderThrottling(t *testing.T) {
 // away.
 func TestReplicateKeepsACopyWhoseTagsAreThrottled(t *testing.T) {
 	ctx := context.Background()
-	p, err := plan.Load("../../plans/three-tier.yaml")
+	p, err := plan.Load("../examples/plans/three-tier.yaml")
 	require.NoError(t, err)
 	l, err := lab.Start(ctx, p, lab.Options{DiskMiB: 1})
 	require.NoError(t, err)
