@@ -2,12 +2,16 @@ package account
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	awsretry "github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/smithy-go/middleware"
 
 	"github.com/opendraas/draas/retry"
 )
@@ -39,7 +43,9 @@ type RetryOptions struct {
 //     retried again: it fails with the last attempt's error (such as
 //     RequestLimitExceeded, which draas classifies as draas.ErrThrottled)
 //     joined with why it gave up, rather than with a context error that
-//     would hide that AWS throttled it;
+//     would hide that AWS throttled it (a client built from a configuration
+//     that [WithRetries] returned does the same when the deadline comes
+//     during the attempt after a retry);
 //   - no client-side retry quota: the standard retryer's quota fails
 //     requests outright under sustained throttling, which is when patience
 //     is needed most;
@@ -59,9 +65,13 @@ func NewRetryer(o RetryOptions) aws.RetryerV2 {
 // WithRetries returns cfg with the retryer its clients are built with:
 // cfg's own when it has one (a program or the SDK's configuration set it
 // deliberately, e.g. with AWS_MAX_ATTEMPTS), made to count retries like
-// NewRetryer's; else a [NewRetryer] with o for each client. Applying it
-// twice is the same as once.
+// NewRetryer's; else a [NewRetryer] with o for each client. Its clients
+// also report a request that was being retried when its context's deadline
+// came with the error that made it retry (draas.ErrThrottled for
+// throttling), not only as a context error. Applying it twice is the same
+// as once.
 func WithRetries(cfg aws.Config, o RetryOptions) aws.Config {
+	cfg.APIOptions = append(slices.Clone(cfg.APIOptions), addRetriedError)
 	if own := cfg.Retryer; own != nil {
 		cfg.Retryer = func() aws.Retryer {
 			switch r := own().(type) {
@@ -99,6 +109,7 @@ func (r *patientRetryer) GetRetryToken(ctx context.Context, opErr error) (func(e
 	release, err := r.RetryerV2.GetRetryToken(ctx, opErr)
 	if err == nil {
 		retry.Count(ctx, 1)
+		retried(ctx, opErr)
 	}
 	return release, err
 }
@@ -111,8 +122,57 @@ type deadlineError struct {
 }
 
 func (e *deadlineError) Error() string {
+	if e.left < 0 {
+		return "retried until the context's deadline, which came before another attempt completed"
+	}
 	return fmt.Sprintf("not retried again: the context's deadline is %s away, less than a backoff may take (up to %s)",
 		e.left.Round(time.Millisecond), e.backoff)
+}
+
+// retriedErrorID names the middleware of addRetriedError.
+const retriedErrorID = "draas.RetriedError"
+
+// lastRetried holds the error of a request's last retried attempt.
+type lastRetried struct {
+	mu  sync.Mutex
+	err error
+}
+
+type lastRetriedKey struct{}
+
+// retried records err, the error of an attempt about to be retried, for
+// the request of ctx.
+func retried(ctx context.Context, err error) {
+	if h, ok := ctx.Value(lastRetriedKey{}).(*lastRetried); ok {
+		h.mu.Lock()
+		h.err = err
+		h.mu.Unlock()
+	}
+}
+
+// addRetriedError adds to a client's stack a middleware that, when a
+// request fails because its context's deadline came while it was being
+// retried (in a backoff or in the next attempt), joins the error that made
+// it retry to the context error: a request AWS throttled until the
+// deadline reads as throttled.
+func addRetriedError(stack *middleware.Stack) error {
+	if _, ok := stack.Initialize.Get(retriedErrorID); ok {
+		return nil
+	}
+	return stack.Initialize.Add(middleware.InitializeMiddlewareFunc(retriedErrorID,
+		func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+			h := &lastRetried{}
+			out, md, err := next.HandleInitialize(context.WithValue(ctx, lastRetriedKey{}, h), in)
+			if err != nil && errors.Is(err, context.DeadlineExceeded) {
+				h.mu.Lock()
+				last := h.err
+				h.mu.Unlock()
+				if last != nil {
+					err = errors.Join(last, &deadlineError{left: -1})
+				}
+			}
+			return out, md, err
+		}), middleware.Before)
 }
 
 // countingRetryer counts the retries of a retryer a program chose.
@@ -122,6 +182,7 @@ func (r countingRetryer) GetRetryToken(ctx context.Context, opErr error) (func(e
 	release, err := r.RetryerV2.GetRetryToken(ctx, opErr)
 	if err == nil {
 		retry.Count(ctx, 1)
+		retried(ctx, opErr)
 	}
 	return release, err
 }

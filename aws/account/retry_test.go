@@ -115,3 +115,29 @@ func TestWithRetriesKeepsTheConfigurationsRetryer(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, int64(2), c.Load(), "one retry counted once")
 }
+
+// A deadline that comes during an attempt after a retry (here every
+// attempt takes 40ms) still reads as the throttling that made the request
+// retry.
+func TestThrottledUntilTheDeadlineDuringAnAttempt(t *testing.T) {
+	srv := sim(t, awssim.Options{})
+	a, err := account.New(srv.Config(), account.Options{Retry: account.RetryOptions{MaxBackoff: time.Millisecond}})
+	require.NoError(t, err)
+	srv.Throttle("DescribeSubnets", 1)
+	srv.Latency("DescribeSubnets", 40*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 250*time.Millisecond)
+	defer cancel()
+	_, err = a.Resolver.Subnet(ctx, "app")
+	require.Error(t, err)
+	assert.ErrorIs(t, err, draas.ErrThrottled)
+	assert.ErrorContains(t, err, "RequestLimitExceeded")
+	assert.ErrorContains(t, err, "deadline")
+
+	// Cancelled, not timed out: an interruption stays one.
+	srv.ClearFaults()
+	srv.Throttle("DescribeSubnets", 1)
+	ctx, cancel = context.WithCancel(context.Background())
+	time.AfterFunc(50*time.Millisecond, cancel)
+	_, err = a.Resolver.Subnet(ctx, "app")
+	assert.ErrorIs(t, err, context.Canceled)
+}
