@@ -24,14 +24,12 @@ change=${CHANGE_PERCENT:-1}
 concurrency=${CONCURRENCY:-8}
 rounds=${ROUNDS:-3}
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/draas-bench.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+make_workdir
 
 machine_info
 
-go build -o "$work/mkimage" ./bench/mkimage
-go build -o "$work/drbench" ./bench/cmd/drbench
-"$work/mkimage" -size-mib "$size_mib" -block-kib 512 -data-percent 50 -o "$work/img.raw"
+build_tools bench/mkimage bench/cmd/drbench
+make_image "$work/img.raw"
 
 "$work/drbench" backup2ebs -change-percent "$change" -rounds "$rounds" -concurrency "$concurrency" "$work/img.raw"
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"

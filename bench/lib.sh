@@ -10,3 +10,57 @@ machine_info() {
 	echo "tools:   $(go version | cut -d' ' -f3-)${1:+, $1}"
 	echo "date:    $(date -u +%Y-%m-%dT%H:%MZ), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 }
+
+# need_qemu_img: exits with an install hint when qemu-img is missing.
+need_qemu_img() {
+	if ! command -v qemu-img >/dev/null 2>&1; then
+		echo "$0 needs qemu-img: apt-get install -y qemu-utils" >&2
+		exit 1
+	fi
+}
+
+# make_workdir [PREFIX]: sets work to a new scratch directory, removed on exit.
+make_workdir() {
+	work=$(mktemp -d "${TMPDIR:-/tmp}/${1:-draas-bench}.XXXXXX")
+	trap 'rm -rf "$work"' EXIT
+}
+
+# build_tools DIR...: builds each Go command DIR into $work under its base name.
+build_tools() {
+	local dir
+	for dir in "$@"; do
+		go build -o "$work/$(basename "$dir")" "./$dir"
+	done
+}
+
+# make_image OUT [MKIMAGE FLAGS...]: a raw image of $size_mib MiB whose 512 KiB
+# blocks are half random data and half written zeros (bench/mkimage, which
+# build_tools must have built).
+make_image() {
+	local out=$1
+	shift
+	"$work/mkimage" -size-mib "$size_mib" -block-kib 512 -data-percent 50 "$@" -o "$out"
+}
+
+# timeit NAME OUT CMD...: runs CMD $runs times after removing OUT and prints
+# the median wall time in seconds (all the runs' times go to stderr). The
+# script defines after_run OUT, run inside the timing right after CMD, and
+# check NAME OUT RUN, run outside it.
+timeit() {
+	local name=$1 out=$2
+	shift 2
+	local times=() i start end sorted
+	for i in $(seq "$runs"); do
+		rm -f "$out" "$out.draas-partial"
+		sync
+		start=$(date +%s.%N)
+		"$@" >/dev/null
+		after_run "$out"
+		end=$(date +%s.%N)
+		check "$name" "$out" "$i"
+		times+=("$(calc "$end - $start" 3)")
+	done
+	sorted=$(printf '%s\n' "${times[@]}" | sort -g)
+	echo "$name: runs $(echo "$sorted" | tr '\n' ' ')" >&2
+	echo "$sorted" | sed -n "$(((runs + 1) / 2))p"
+}

@@ -29,16 +29,14 @@ change=${CHANGE_PERCENT:-1}
 concurrency=${CONCURRENCY:-8}
 rounds=${ROUNDS:-3}
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/draas-bench.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+make_workdir
 
 machine_info
 
-go build -o "$work/mkimage" ./bench/mkimage
-go build -o "$work/drbench" ./bench/cmd/drbench
+build_tools bench/mkimage bench/cmd/drbench
 imgs=()
 for i in $(seq "$vms"); do
-	"$work/mkimage" -size-mib "$size_mib" -block-kib 512 -data-percent 50 -seed "$i" -o "$work/vm$i.raw"
+	make_image "$work/vm$i.raw" -seed "$i"
 	imgs+=("$work/vm$i.raw")
 done
 
