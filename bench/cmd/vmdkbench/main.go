@@ -63,21 +63,31 @@ func (r rawSource) ReadAt(ctx context.Context, p []byte, off int64) (int, error)
 	return r.f.ReadAt(p, off)
 }
 
-func withDraas(in, out string, level, conc int) error {
+// openRaw opens the raw image in and returns it with its size.
+func openRaw(in string) (*os.File, int64, error) {
 	f, err := os.Open(in)
+	if err != nil {
+		return nil, 0, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	return f, fi.Size(), nil
+}
+
+func withDraas(in, out string, level, conc int) error {
+	f, size, err := openRaw(in)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
+	sink, err := vmdk.Create(out, size, vmdk.CreateOptions{Overwrite: true, CompressionLevel: level})
 	if err != nil {
 		return err
 	}
-	sink, err := vmdk.Create(out, fi.Size(), vmdk.CreateOptions{Overwrite: true, CompressionLevel: level})
-	if err != nil {
-		return err
-	}
-	st, err := blockcopy.Copy(context.Background(), sink, rawSource{f, fi.Size()}, blockcopy.Options{Concurrency: conc})
+	st, err := blockcopy.Copy(context.Background(), sink, rawSource{f, size}, blockcopy.Options{Concurrency: conc})
 	if err != nil {
 		return err
 	}
@@ -86,16 +96,12 @@ func withDraas(in, out string, level, conc int) error {
 }
 
 func withGovmomi(in, out string) error {
-	f, err := os.Open(in)
+	f, size, err := openRaw(in)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	w, err := govmdk.NewStreamOptimizedWriter(out, fi.Size())
+	w, err := govmdk.NewStreamOptimizedWriter(out, size)
 	if err != nil {
 		return err
 	}
