@@ -26,38 +26,20 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/opendraas/draas/awssim"
+	"github.com/opendraas/draas/internal/testclock"
 )
 
 const blockSize = awssim.BlockSize
 
-// testClock is a controllable clock for Options.Now.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newTestClock() *testClock {
-	return &testClock{t: time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)}
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
+// newTestClock returns a clock for Options.Now that moves only when advanced.
+func newTestClock() *testclock.Clock {
+	return testclock.New(time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC))
 }
 
 // newEBS starts a simulator and returns it with an EBS client pointed at it.
 func newEBS(t *testing.T, opts awssim.Options, optFns ...func(*ebs.Options)) (*awssim.Server, *ebs.Client) {
 	t.Helper()
-	srv, err := awssim.New(opts)
-	require.NoError(t, err)
-	t.Cleanup(srv.Close)
+	srv := startSim(t, opts)
 	return srv, ebsClient(srv.URL, optFns...)
 }
 
@@ -137,6 +119,21 @@ func put(t *testing.T, c *ebs.Client, id string, idx int32, data []byte) {
 	t.Helper()
 	_, err := putBlock(context.Background(), c, id, idx, data)
 	require.NoError(t, err, "put block %d", idx)
+}
+
+// putAll writes blocks 0 to n-1 of snapshot id, pattern(i) each, four at a
+// time.
+func putAll(t *testing.T, c *ebs.Client, id string, n int32) {
+	t.Helper()
+	g, gctx := errgroup.WithContext(context.Background())
+	g.SetLimit(4)
+	for idx := range n {
+		g.Go(func() error {
+			_, err := putBlock(gctx, c, id, idx, pattern(uint64(idx)))
+			return err
+		})
+	}
+	require.NoError(t, g.Wait())
 }
 
 func complete(t *testing.T, c *ebs.Client, id string, count int32) {
@@ -435,15 +432,7 @@ func TestEBSPagination(t *testing.T) {
 
 	const n = 210
 	id := *start(t, c, &ebs.StartSnapshotInput{VolumeSize: aws.Int64(1)}).SnapshotId
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(4)
-	for idx := range int32(n) {
-		g.Go(func() error {
-			_, err := putBlock(gctx, c, id, idx, pattern(uint64(idx)))
-			return err
-		})
-	}
-	require.NoError(t, g.Wait())
+	putAll(t, c, id, n)
 	complete(t, c, id, n)
 
 	list := func(in ebs.ListSnapshotBlocksInput) *ebs.ListSnapshotBlocksOutput {
@@ -720,15 +709,7 @@ func TestEBSThrottlingRetried(t *testing.T) {
 
 	const n = 40
 	srv.Throttle("PutSnapshotBlock", 0.3)
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(4)
-	for idx := range int32(n) {
-		g.Go(func() error {
-			_, err := putBlock(gctx, c, id, idx, pattern(uint64(idx)))
-			return err
-		})
-	}
-	require.NoError(t, g.Wait())
+	putAll(t, c, id, n)
 	calls := srv.Calls("PutSnapshotBlock")
 	assert.Greater(t, calls, n, "some calls were throttled and retried")
 	srv.ClearFaults()

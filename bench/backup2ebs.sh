@@ -15,20 +15,8 @@
 # the median incremental copy.
 #
 # Usage: bench/backup2ebs.sh     (SIZE_MIB=2048 CHANGE_PERCENT=1 ROUNDS=3 CONCURRENCY=8)
-set -euo pipefail
-
-cd "$(dirname "$0")/.."
-. bench/lib.sh
-size_mib=${SIZE_MIB:-2048}
-change=${CHANGE_PERCENT:-1}
-concurrency=${CONCURRENCY:-8}
-rounds=${ROUNDS:-3}
-
-make_workdir
-
-machine_info
-
-build_tools bench/mkimage bench/cmd/drbench
+. "$(dirname "$0")/lib.sh"
+start_drbench
 make_image "$work/img.raw"
 
 "$work/drbench" backup2ebs -change-percent "$change" -rounds "$rounds" -concurrency "$concurrency" "$work/img.raw"

@@ -14,24 +14,12 @@
 # diskcopy's median to qemu-img's.
 #
 # Usage: bench/copy.sh        (SIZE_MIB=2048 RUNS=3 by default)
-set -euo pipefail
-
-cd "$(dirname "$0")/.."
-. bench/lib.sh
-size_mib=${SIZE_MIB:-2048}
-runs=${RUNS:-3}
-
-need_qemu_img
-make_workdir
-
-machine_info "$(qemu-img --version | head -n 1)"
+. "$(dirname "$0")/lib.sh"
+start_qemu_bench
 echo "work:    $work"
 
 build_tools examples/diskcopy bench/mkimage
-img=$work/img.raw
-t0=$(date +%s.%N)
-make_image "$img"
-echo "image:   $size_mib MiB, half random / half zero 512 KiB blocks, made in $(calc "$(date +%s.%N) - $t0") s"
+make_bench_image
 
 # qemu-img convert does not fsync its output; diskcopy's sink does on
 # commit. Time both to a durable copy: fsync the output (a no-op for

@@ -1,4 +1,10 @@
-# Shared by the bench/*.sh scripts: source it after cd to the repository.
+# Shared by the bench/*.sh scripts: source it first, as
+#   . "$(dirname "$0")/lib.sh"
+# It sets the shell options, changes to the repository's root and sets
+# size_mib from SIZE_MIB (default 2048).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+size_mib=${SIZE_MIB:-2048}
 
 # calc EXPR [DECIMALS]: floating-point arithmetic without bc.
 calc() { awk "BEGIN { printf \"%.${2:-2}f\", $1 }"; }
@@ -63,4 +69,35 @@ timeit() {
 	sorted=$(printf '%s\n' "${times[@]}" | sort -g)
 	echo "$name: runs $(echo "$sorted" | tr '\n' ' ')" >&2
 	echo "$sorted" | sed -n "$(((runs + 1) / 2))p"
+}
+
+# start_drbench: the knobs of bench/cmd/drbench (CHANGE_PERCENT, default 1;
+# ROUNDS, default 3; CONCURRENCY, default 8), a work directory, the machine,
+# and bench/mkimage and drbench built into it.
+start_drbench() {
+	change=${CHANGE_PERCENT:-1}
+	rounds=${ROUNDS:-3}
+	concurrency=${CONCURRENCY:-8}
+	make_workdir
+	machine_info
+	build_tools bench/mkimage bench/cmd/drbench
+}
+
+# start_qemu_bench [PREFIX]: runs from RUNS (default 3), qemu-img present, a
+# work directory (make_workdir PREFIX), and the machine with qemu-img's
+# version.
+start_qemu_bench() {
+	runs=${RUNS:-3}
+	need_qemu_img
+	make_workdir "$@"
+	machine_info "$(qemu-img --version | head -n 1)"
+}
+
+# make_bench_image: img, make_image's image in $work, timed.
+make_bench_image() {
+	local t0
+	img=$work/img.raw
+	t0=$(date +%s.%N)
+	make_image "$img"
+	echo "image:   $size_mib MiB, half random / half zero 512 KiB blocks, made in $(calc "$(date +%s.%N) - $t0") s"
 }

@@ -19,21 +19,9 @@
 # S3 and 4 GiB in EBS snapshots.
 #
 # Usage: bench/replicate.sh     (VMS=4 SIZE_MIB=2048 CHANGE_PERCENT=1 ROUNDS=3 CONCURRENCY=8)
-set -euo pipefail
-
-cd "$(dirname "$0")/.."
-. bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 vms=${VMS:-4}
-size_mib=${SIZE_MIB:-2048}
-change=${CHANGE_PERCENT:-1}
-concurrency=${CONCURRENCY:-8}
-rounds=${ROUNDS:-3}
-
-make_workdir
-
-machine_info
-
-build_tools bench/mkimage bench/cmd/drbench
+start_drbench
 imgs=()
 for i in $(seq "$vms"); do
 	make_image "$work/vm$i.raw" -seed "$i"

@@ -14,23 +14,11 @@
 # reported INVALID, not hidden), and prints the ratios to draas's median.
 #
 # Usage: bench/vmdk.sh        (SIZE_MIB=2048 RUNS=3 by default)
-set -euo pipefail
-
-cd "$(dirname "$0")/.."
-. bench/lib.sh
-size_mib=${SIZE_MIB:-2048}
-runs=${RUNS:-3}
-
-need_qemu_img
-make_workdir draas-vmdk-bench
-
-machine_info "$(qemu-img --version | head -n 1)"
+. "$(dirname "$0")/lib.sh"
+start_qemu_bench draas-vmdk-bench
 
 build_tools bench/mkimage bench/cmd/vmdkbench
-img=$work/img.raw
-t0=$(date +%s.%N)
-make_image "$img"
-echo "image:   $size_mib MiB, half random / half zero 512 KiB blocks, made in $(calc "$(date +%s.%N) - $t0") s"
+make_bench_image
 
 after_run() { :; }
 

@@ -126,18 +126,7 @@ DNS1=192.168.10.2
 			want: map[string]string{
 				"etc/fstab": "# <file system> <mount point>   <type>  <options>       <dump>  <pass>\nUUID=9a8b7c6d-5e4f-4a3b-2c1d-0e9f8a7b6c5d /               ext4    errors=remount-ro 0       1\n" +
 					debianDataPart + " /srv ext4 defaults,nofail 0 2\n",
-				"etc/network/interfaces": `# This file describes the network interfaces available on your system
-# and how to activate them. For more information, see interfaces(5).
-
-source /etc/network/interfaces.d/*
-
-# The loopback network interface
-auto lo
-iface lo inet loopback
-
-# The primary network interface
-allow-hotplug ens192
-iface ens192 inet dhcp
+				"etc/network/interfaces": debianInterfacesHead + `iface ens192 inet dhcp
 	# dns-* options are implemented by the resolvconf package, if installed
 	dns-nameservers 10.30.0.2
 	dns-search corp.example.com

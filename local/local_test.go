@@ -264,8 +264,11 @@ func TestSinkAbortRemovesPartial(t *testing.T) {
 	}
 }
 
-func TestSinkResumeKeepsBlocks(t *testing.T) {
-	ctx := t.Context()
+// resumableSink creates a resumable sink of 4 blocks of 4096 bytes in a
+// temporary directory and returns the path, content to write, options
+// and the sink.
+func resumableSink(t *testing.T) (string, []byte, local.SinkOptions, *local.Sink) {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "out.raw")
 	content := pattern(4 * 4096)
 	opts := local.SinkOptions{BlockSize: 4096, Resume: true}
@@ -273,6 +276,12 @@ func TestSinkResumeKeepsBlocks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return path, content, opts, s
+}
+
+func TestSinkResumeKeepsBlocks(t *testing.T) {
+	ctx := t.Context()
+	path, content, opts, s := resumableSink(t)
 	writeBlocks(t, s, content, 0, 2)
 	if err := s.Flush(ctx); err != nil {
 		t.Fatal(err)
@@ -299,13 +308,7 @@ func TestSinkResumeKeepsBlocks(t *testing.T) {
 
 func TestSinkTargets(t *testing.T) {
 	ctx := t.Context()
-	path := filepath.Join(t.TempDir(), "out.raw")
-	content := pattern(4 * 4096)
-	opts := local.SinkOptions{BlockSize: 4096, Resume: true}
-	s, err := local.Create(path, int64(len(content)), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	path, content, opts, s := resumableSink(t)
 	abs, _ := filepath.Abs(path)
 	if !strings.HasPrefix(s.Target(), "file://"+abs+"#") {
 		t.Errorf("Target() = %q, want file://%s#<id>", s.Target(), abs)
