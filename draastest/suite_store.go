@@ -215,7 +215,7 @@ func checkPointDisk(t *testing.T, s draas.BackupReader, vm, point, disk string, 
 	if src.Size() != int64(len(want)) {
 		t.Fatalf("disk %s of point %s has size %d, want %d", disk, point, src.Size(), len(want))
 	}
-	if got := readAll(t, src); !bytes.Equal(got, want) {
+	if got := ReadAll(t, src); !bytes.Equal(got, want) {
 		t.Errorf("disk %s of point %s does not read back what was written", disk, point)
 	}
 }

@@ -68,7 +68,7 @@ func TestOpenQemuImages(t *testing.T) {
 		if info := src.Info(); info.CreateType != f.String() || info.AdapterType != "ide" || info.Geometry.Heads != 16 {
 			t.Errorf("Info() = %+v, want createType %s, adapter ide, 16 heads", info, f)
 		}
-		got := readAll(t, src)
+		got := draastest.ReadAll(t, src)
 		if i := firstDiff(got[:size], raw); i >= 0 {
 			t.Fatalf("byte %d is %#x, want %#x", i, got[i], raw[i])
 		}
@@ -150,7 +150,7 @@ func TestStreamGrainsOutOfOrder(t *testing.T) {
 	raw := content("random", 3<<20)
 	path := filepath.Join(t.TempDir(), "desc.vmdk")
 	writeVMDK(t, path, raw, vmdk.CreateOptions{}) // writes blocks last first
-	if got := readAll(t, openT(t, path)); !bytes.Equal(got, raw) {
+	if got := draastest.ReadAll(t, openT(t, path)); !bytes.Equal(got, raw) {
 		t.Fatal("Open reads back different bytes")
 	}
 	qemuImg(t)

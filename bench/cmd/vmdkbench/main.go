@@ -32,16 +32,7 @@ func main() {
 	}
 	in, out := flag.Arg(0), flag.Arg(1)
 	start := time.Now()
-	var err error
-	switch *impl {
-	case "draas":
-		err = withDraas(in, out, *level, *conc)
-	case "govmomi":
-		err = withGovmomi(in, out)
-	default:
-		err = fmt.Errorf("unknown -impl %q", *impl)
-	}
-	if err != nil {
+	if err := convert(*impl, in, out, *level, *conc); err != nil {
 		fmt.Fprintf(os.Stderr, "vmdkbench: %v\n", err)
 		os.Exit(1)
 	}
@@ -63,31 +54,33 @@ func (r rawSource) ReadAt(ctx context.Context, p []byte, off int64) (int, error)
 	return r.f.ReadAt(p, off)
 }
 
-// openRaw opens the raw image in and returns it with its size.
-func openRaw(in string) (*os.File, int64, error) {
+// convert writes the raw image in as the streamOptimized VMDK out with the
+// writer impl.
+func convert(impl, in, out string, level, conc int) error {
+	if impl != "draas" && impl != "govmomi" {
+		return fmt.Errorf("unknown -impl %q", impl)
+	}
 	f, err := os.Open(in)
-	if err != nil {
-		return nil, 0, err
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, 0, err
-	}
-	return f, fi.Size(), nil
-}
-
-func withDraas(in, out string, level, conc int) error {
-	f, size, err := openRaw(in)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	sink, err := vmdk.Create(out, size, vmdk.CreateOptions{Overwrite: true, CompressionLevel: level})
+	fi, err := f.Stat()
 	if err != nil {
 		return err
 	}
-	st, err := blockcopy.Copy(context.Background(), sink, rawSource{f, size}, blockcopy.Options{Concurrency: conc})
+	if impl == "govmomi" {
+		return withGovmomi(f, fi.Size(), out)
+	}
+	return withDraas(rawSource{f, fi.Size()}, out, level, conc)
+}
+
+func withDraas(src rawSource, out string, level, conc int) error {
+	sink, err := vmdk.Create(out, src.size, vmdk.CreateOptions{Overwrite: true, CompressionLevel: level})
+	if err != nil {
+		return err
+	}
+	st, err := blockcopy.Copy(context.Background(), sink, src, blockcopy.Options{Concurrency: conc})
 	if err != nil {
 		return err
 	}
@@ -95,12 +88,7 @@ func withDraas(in, out string, level, conc int) error {
 	return nil
 }
 
-func withGovmomi(in, out string) error {
-	f, size, err := openRaw(in)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
+func withGovmomi(f *os.File, size int64, out string) error {
 	w, err := govmdk.NewStreamOptimizedWriter(out, size)
 	if err != nil {
 		return err
