@@ -56,18 +56,11 @@ func distroCases() []distroCase {
 					"defaults,noatime\t", "defaults,noatime,nofail\t",
 					"swap    defaults ", "swap    defaults,nofail ",
 				).Replace(rhelFstab),
-				"etc/sysconfig/network-scripts/ifcfg-ens192": `TYPE=Ethernet
-PROXY_METHOD=none
-BROWSER_ONLY=no
-BOOTPROTO=dhcp
-DEFROUTE=yes
-IPV4_FAILURE_FATAL=no
-NAME=ens192
-UUID=2b5e6a7c-1d3f-4e8a-9b0c-7d6e5f4a3b21
-DEVICE=ens192
-ONBOOT=yes
-DNS1=192.168.10.2
-`,
+				"etc/sysconfig/network-scripts/ifcfg-ens192": strings.NewReplacer(
+					"BOOTPROTO=none", "BOOTPROTO=dhcp",
+					"IPADDR=192.168.10.21\nPREFIX=24\nGATEWAY=192.168.10.1\n", "",
+					"HWADDR=00:50:56:8a:12:34\n", "",
+				).Replace(rhelIfcfg),
 				"etc/sysconfig/network-scripts/ifcfg-lo":                             "DEVICE=lo\nIPADDR=127.0.0.1\nNETMASK=255.0.0.0\nONBOOT=yes\n",
 				"etc/sysconfig/network":                                              "# Created by anaconda\nNETWORKING=yes\n",
 				"etc/NetworkManager/system-connections/draas-ec2.nmconnection":       keyfileCatchAllText,
