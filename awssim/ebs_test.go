@@ -31,9 +31,13 @@ import (
 
 const blockSize = awssim.BlockSize
 
-// newTestClock returns a clock for Options.Now that moves only when advanced.
-func newTestClock() *testclock.Clock {
-	return testclock.New(time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC))
+// newEBSWithClock is newEBS with a clock for Options.Now that moves only
+// when advanced.
+func newEBSWithClock(t *testing.T) (*testclock.Clock, *awssim.Server, *ebs.Client) {
+	t.Helper()
+	clock := testclock.New(time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC))
+	srv, c := newEBS(t, awssim.Options{Now: clock.Now})
+	return clock, srv, c
 }
 
 // newEBS starts a simulator and returns it with an EBS client pointed at it.
@@ -229,8 +233,7 @@ func requireValidation(t *testing.T, err error, reason types.ValidationException
 
 func TestEBSRoundTrip(t *testing.T) {
 	t.Parallel()
-	clock := newTestClock()
-	srv, c := newEBS(t, awssim.Options{Now: clock.Now})
+	clock, srv, c := newEBSWithClock(t)
 	ctx := context.Background()
 
 	st := start(t, c, &ebs.StartSnapshotInput{
@@ -426,8 +429,7 @@ func TestEBSVolumeSizeBelowParent(t *testing.T) {
 
 func TestEBSPagination(t *testing.T) {
 	t.Parallel()
-	clock := newTestClock()
-	_, c := newEBS(t, awssim.Options{Now: clock.Now})
+	clock, _, c := newEBSWithClock(t)
 	ctx := context.Background()
 
 	const n = 210
@@ -615,8 +617,7 @@ func TestEBSChangedBlocksCountMismatch(t *testing.T) {
 
 func TestEBSTimeout(t *testing.T) {
 	t.Parallel()
-	clock := newTestClock()
-	srv, c := newEBS(t, awssim.Options{Now: clock.Now})
+	clock, srv, c := newEBSWithClock(t)
 	ctx := context.Background()
 
 	_, err := c.StartSnapshot(ctx, &ebs.StartSnapshotInput{VolumeSize: aws.Int64(1), Timeout: aws.Int32(5)})
