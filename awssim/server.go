@@ -46,6 +46,10 @@ type Options struct {
 	// account, a request for any other bucket gets NoSuchBucket until it is
 	// created (CreateBucket through the S3 API, or [Server.CreateBucket]).
 	Buckets []string
+	// EBSRateLimits, when set, are request-rate quotas the EBS direct APIs
+	// enforce from the start, such as AWSEBSRateLimits(); see
+	// Server.LimitEBSRates. Nil enforces none.
+	EBSRateLimits *EBSRateLimits
 }
 
 // Server is a running simulator. Its methods are safe for concurrent use.
@@ -98,6 +102,9 @@ func New(opts Options) (*Server, error) {
 		ids:   map[string]int{},
 		snaps: map[string]*snapshot{},
 		vols:  map[string]*volume{},
+	}
+	if opts.EBSRateLimits != nil {
+		s.LimitEBSRates(*opts.EBSRateLimits)
 	}
 	s.ec2.init(s)
 	s.r53.init(s)
