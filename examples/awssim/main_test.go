@@ -65,6 +65,8 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"--fail-nth", "*=0"}, 2},
 		{[]string{"extra"}, 2},
 		{[]string{"--bucket", "x"}, 1}, // too short for S3: the simulator refuses it
+		{[]string{"--qemu", "--qemu-ports", "22,http"}, 2},
+		{[]string{"--volume-dir", "/nonexistent/awssim-volumes"}, 1},
 	} {
 		var stdout, stderr bytes.Buffer
 		if code := run(context.Background(), c.args, &stdout, &stderr); code != c.code {
