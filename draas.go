@@ -424,7 +424,11 @@ type RecoveryPoint struct {
 type BackupReader interface {
 	// Points lists a VM's committed recovery points, oldest first. A VM
 	// without any has none (an empty list, no error). Points still being
-	// written or aborted are never listed.
+	// written or aborted are never listed. A store MAY skip a point whose
+	// record is damaged ([ErrChecksumMismatch]) or unreadable by this
+	// version ([ErrInvalid]): it then returns the other points together
+	// with an error wrapping that sentinel and naming each skipped point.
+	// Callers that cannot use a partial list treat any error as failure.
 	Points(ctx context.Context, vm string) ([]RecoveryPoint, error)
 	// OpenDisk opens a disk of a committed recovery point, or returns an
 	// error wrapping [ErrNotFound] when the VM, point or disk does not

@@ -94,52 +94,69 @@ func (s *Server) Instances() []InstanceInfo {
 	return out
 }
 
-// volumeBlocks checks that [off, off+len(p)) lies inside volume id and
-// calls f, with s.mu held, for each block the range spans: the block's
-// index, where the range starts inside it, and the part of p it covers.
-func (s *Server) volumeBlocks(id string, off int64, p []byte, f func(v *volume, idx int64, in int, part []byte)) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// volumeRange finds volume id and checks that [off, off+n) lies inside it.
+// Callers hold s.mu.
+func (s *Server) volumeRange(id string, off int64, n int) (*volume, error) {
 	v := s.vols[id]
 	if v == nil {
-		return fmt.Errorf("awssim: volume %s does not exist", id)
+		return nil, fmt.Errorf("awssim: volume %s does not exist", id)
 	}
-	if size := v.sizeGiB << 30; off < 0 || off+int64(len(p)) > size {
-		return fmt.Errorf("awssim: range [%d, %d) outside volume %s of %d bytes", off, off+int64(len(p)), id, size)
+	if size := v.sizeGiB << 30; off < 0 || off+int64(n) > size {
+		return nil, fmt.Errorf("awssim: range [%d, %d) outside volume %s of %d bytes", off, off+int64(n), id, size)
 	}
-	for len(p) > 0 {
-		idx, in := off/BlockSize, int(off%BlockSize)
-		n := min(len(p), BlockSize-in)
-		f(v, idx, in, p[:n])
-		p, off = p[n:], off+int64(n)
-	}
-	return nil
+	return v, nil
 }
 
 // WriteVolume writes p at byte offset off of volume id, as a guest writing
 // to its disk would. Writes are copy on write: snapshots taken before keep
 // the old bytes. The range must lie inside the volume.
 func (s *Server) WriteVolume(id string, off int64, p []byte) error {
-	return s.volumeBlocks(id, off, p, func(v *volume, idx int64, in int, part []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, err := s.volumeRange(id, off, len(p))
+	if err != nil {
+		return err
+	}
+	if v.file != nil {
+		return writeVolumeAt(v, p, off)
+	}
+	for len(p) > 0 {
+		idx, in := off/BlockSize, int(off%BlockSize)
+		n := min(len(p), BlockSize-in)
 		buf := make([]byte, BlockSize)
 		if old := v.blocks[idx]; old != nil {
 			copy(buf, old.data)
 		}
-		copy(buf[in:], part)
+		copy(buf[in:], p[:n])
 		v.blocks[idx] = newBlock(buf)
-	})
+		p, off = p[n:], off+int64(n)
+	}
+	return nil
 }
 
 // ReadVolume reads len(p) bytes at byte offset off of volume id into p.
 // Never-written blocks read as zeros. The range must lie inside the volume.
 func (s *Server) ReadVolume(id string, off int64, p []byte) error {
-	return s.volumeBlocks(id, off, p, func(v *volume, idx int64, in int, part []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, err := s.volumeRange(id, off, len(p))
+	if err != nil {
+		return err
+	}
+	if v.file != nil {
+		return readVolumeAt(v, p, off)
+	}
+	for len(p) > 0 {
+		idx, in := off/BlockSize, int(off%BlockSize)
+		n := min(len(p), BlockSize-in)
 		if b := v.blocks[idx]; b != nil {
-			copy(part, b.data[in:])
+			copy(p[:n], b.data[in:])
 		} else {
-			clear(part)
+			clear(p[:n])
 		}
-	})
+		p, off = p[n:], off+int64(n)
+	}
+	return nil
 }
 
 // VolumeBytes returns volume id's content from the start up to the end of
@@ -151,6 +168,9 @@ func (s *Server) VolumeBytes(id string) ([]byte, error) {
 	v := s.vols[id]
 	if v == nil {
 		return nil, fmt.Errorf("awssim: volume %s does not exist", id)
+	}
+	if v.file != nil {
+		return volumeFileBytes(v)
 	}
 	var end int64
 	for idx := range v.blocks {

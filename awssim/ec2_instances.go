@@ -38,6 +38,7 @@ type instance struct {
 	sourceDestCheck                          bool
 	ebsOptimized                             bool
 
+	vm          *qemuVM    // the running virtual machine (Options.QEMU), or nil
 	timer       stateTimer // pending, stopping, shutting-down
 	statusTimer stateTimer // status checks: initializing until settled
 }
@@ -484,6 +485,7 @@ func (s *Server) ec2RunInstances(p ec2Params) (ec2Body, error) {
 		s.assignPublicIP(in)
 		s.startTimer(&in.timer)
 		s.ec2.instances[in.id] = in
+		s.startVM(in)
 	}
 	s.rememberToken("RunInstances", p, resID)
 	return &reservationBody{xmlReservation: s.reservation(resID)}, nil
@@ -733,7 +735,7 @@ func (s *Server) launchVolumes(l *launch, now time.Time) ([][]*volume, error) {
 			v, err := s.newVolume(spec)
 			if err != nil {
 				for _, v := range made {
-					delete(s.vols, v.id)
+					s.dropVolume(v)
 				}
 				if e, ok := err.(*ec2Error); ok && strings.HasPrefix(e.msg, "Volume of") {
 					e.code = "InvalidBlockDeviceMapping"
@@ -937,6 +939,7 @@ func (s *Server) ec2StartInstances(p ec2Params) (ec2Body, error) {
 			in.state, in.reason, in.stateReason = "pending", "", ""
 			s.assignPublicIP(in)
 			s.startTimer(&in.timer)
+			s.startVM(in)
 		}
 	})
 }
@@ -952,6 +955,7 @@ func (s *Server) ec2StopInstances(p ec2Params) (ec2Body, error) {
 		if in.state == "running" {
 			in.state, in.reason, in.stateReason = "stopping", s.userReason(), "Client.UserInitiatedShutdown"
 			in.publicIP = netip.Addr{}
+			s.stopVM(in)
 			s.startTimer(&in.timer)
 		}
 	})
@@ -971,10 +975,11 @@ func (s *Server) ec2TerminateInstances(p ec2Params) (ec2Body, error) {
 		}
 		in.state, in.reason, in.stateReason = "shutting-down", s.userReason(), "Client.UserInitiatedShutdown"
 		in.publicIP = netip.Addr{}
+		s.stopVM(in)
 		s.startTimer(&in.timer)
 		for _, v := range s.attachedVolumes(in.id) {
 			if v.deleteOnTermination {
-				delete(s.vols, v.id)
+				s.dropVolume(v)
 				continue
 			}
 			v.state = "available"

@@ -42,6 +42,7 @@ type copier struct {
 	bufs      chan []byte
 	vbufs     chan []byte // the verify pass's second buffers
 	done      *bitmap
+	ckpt      *checkpointer // nil without Options.Checkpoint
 	start     time.Time
 	verifySrc draas.VerifiableSink
 
@@ -91,7 +92,7 @@ func copyImpl(ctx context.Context, dst draas.VolumeSink, src draas.BlockSource, 
 	if err != nil {
 		if opts.Checkpoint != nil {
 			// Keep the sink for a resume; record what is done.
-			if serr := c.saveCheckpoint(context.WithoutCancel(ctx)); serr != nil {
+			if serr := c.saveCheckpoint(context.WithoutCancel(ctx), true); serr != nil {
 				err = errors.Join(err, fmt.Errorf("save checkpoint: %w", serr))
 			}
 		} else if aerr := abort(ctx, dst); aerr != nil {

@@ -138,12 +138,26 @@ type Options struct {
 	Preparer VolumePreparer
 	// Prober runs TCP and HTTP health checks; nil means NetProber{}.
 	Prober Prober
+	// EC2StatusOnly judges every VM's health by its instance's EC2 status
+	// checks alone, in place of the checks its plan lists, for a caller
+	// that cannot reach the instances' private addresses (a laptop outside
+	// the VPC, or a simulator whose instances have no network).
+	EC2StatusOnly bool
+	// ProbeTimeout bounds one run of one health check (a TCP connection,
+	// an HTTP request or an EC2 status call); 0 means 10s. A check that
+	// times out fails that attempt, and the wait polls again.
+	ProbeTimeout time.Duration
 	// Journal makes the run resumable: a run with the same journal skips
 	// the steps it records as finished.
 	Journal orchestrate.Journal
 	// Parallelism bounds the steps running at once; 0 means no limit.
 	Parallelism int
 	// Events receives the orchestration's events, one call at a time.
+	// While a VM's health checks fail, its healthy step reports each failed
+	// round as an orchestrate.EventRetried: Attempt counts the rounds, Err
+	// names the VM, the check and its error, Backoff is the wait before the
+	// next round. The wait ends at the plan's health timeout with a
+	// [*HealthError].
 	Events func(orchestrate.Event)
 	// PollInterval is the time between health polls; 0 means 5s.
 	PollInterval time.Duration
@@ -566,28 +580,9 @@ func (r *vmRun) prepare(ctx context.Context) error {
 
 // UserData returns the user data that runs vm's boot scripts once at first
 // boot: a shell script for Linux (run by cloud-init), PowerShell blocks for
-// Windows (run by EC2Launch). It is empty when there are no scripts.
-func UserData(vm plan.VM) []byte {
-	if len(vm.BootScripts) == 0 {
-		return nil
-	}
-	var b strings.Builder
-	if vm.OS == "windows" {
-		b.WriteString("<powershell>\n")
-		for i, s := range vm.BootScripts {
-			fmt.Fprintf(&b, "# draas boot script %d: %s\n%s\n", i+1, s.Name, strings.TrimRight(s.Run, "\n"))
-		}
-		b.WriteString("</powershell>\n")
-		return []byte(b.String())
-	}
-	b.WriteString("#!/bin/sh\n# draas boot scripts, run once at first boot by cloud-init.\nset -e\nmkdir -p /var/lib/draas\n")
-	for i, s := range vm.BootScripts {
-		marker := fmt.Sprintf("DRAAS_BOOT_SCRIPT_%d_EOF", i+1)
-		fmt.Fprintf(&b, "# %d: %s\ncat > /var/lib/draas/boot-%d <<'%s'\n%s\n%s\nchmod +x /var/lib/draas/boot-%d\n/var/lib/draas/boot-%d\n",
-			i+1, s.Name, i+1, marker, strings.TrimRight(s.Run, "\n"), marker, i+1, i+1)
-	}
-	return []byte(b.String())
-}
+// Windows (run by EC2Launch). It is empty when there are no scripts. It is
+// [plan.VM.UserData], whose size plan.Validate checks.
+func UserData(vm plan.VM) []byte { return vm.UserData() }
 
 func (r *vmRun) launch(ctx context.Context) error {
 	runID, err := get(ctx, r, runStep, runIDKey)
@@ -625,53 +620,6 @@ func (r *vmRun) launch(ctx context.Context) error {
 	}
 	// Only what the later steps and the report use.
 	return orchestrate.Put(ctx, instanceKey, draas.Instance{ID: inst.ID, PrivateIP: inst.PrivateIP})
-}
-
-// healthy waits until the EC2 status checks and every health check pass.
-func (r *vmRun) healthy(ctx context.Context) error {
-	inst, err := get(ctx, r, stepLaunch, instanceKey)
-	if err != nil {
-		return err
-	}
-	checks := r.vm.HealthChecks
-	if len(checks) == 0 {
-		checks = []plan.HealthCheck{{EC2: true}}
-	}
-	prober := r.opts.Prober
-	if prober == nil {
-		prober = NetProber{}
-	}
-	interval := r.opts.PollInterval
-	if interval <= 0 {
-		interval = 5 * time.Second
-	}
-	var last error
-	for {
-		last = nil
-		for _, hc := range checks {
-			if hc.EC2 {
-				st, err := r.launcher.Status(ctx, inst.ID)
-				if err != nil {
-					last = err
-				} else if !st.SystemOK || !st.InstanceOK {
-					last = fmt.Errorf("EC2 status checks of %s: system ok %t, instance ok %t", inst.ID, st.SystemOK, st.InstanceOK)
-				}
-			} else if err := prober.Probe(ctx, inst, hc); err != nil {
-				last = err
-			}
-			if last != nil {
-				break
-			}
-		}
-		if last == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("VM %s is not healthy: %w (last check: %v)", r.vm.Name, context.Cause(ctx), last)
-		case <-time.After(interval):
-		}
-	}
 }
 
 func (r *vmRun) zone() string {

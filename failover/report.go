@@ -104,11 +104,18 @@ func (r *Runner) Run(ctx context.Context, p *plan.Plan, mode Mode) (*Report, err
 			return nil, err
 		}
 	}
+	events := r.opts.Events
+	if events != nil {
+		// The health wait reports its rounds through the same function.
+		em := &emitter{f: events}
+		events = em.emit
+		ctx = context.WithValue(ctx, emitterKey{}, em)
+	}
 	rep, runErr := orchestrate.Run(ctx, g, orchestrate.Options{
 		Parallelism:   r.opts.Parallelism,
 		FailurePolicy: orchestrate.ContinueIndependent,
 		Journal:       r.opts.Journal,
-		Events:        r.opts.Events,
+		Events:        events,
 	})
 	out := r.report(p, mode, rep)
 	if finder != nil && ctx.Err() == nil && out.RunID != "" {

@@ -74,6 +74,13 @@ type Replicator struct {
 	sinks   map[[2]string]draas.SnapshotSink // the copy running per VM and disk, for progress events
 }
 
+// ErrPointSkipped marks a VM's run that skipped recovery points the backup
+// store could not read (a damaged or unknown point record) and replicated
+// the newest readable one instead: Result.Action says what it did with
+// that one, and the error names each skipped point. It wraps the store's
+// error too (draas.ErrChecksumMismatch or draas.ErrInvalid).
+var ErrPointSkipped = errors.New("replicate: unreadable recovery point skipped")
+
 // ErrBusy is returned when a VM is already being replicated by this
 // Replicator.
 var ErrBusy = errors.New("replicate: VM is already being replicated")
@@ -277,16 +284,23 @@ func (r *Replicator) ReplicateAll(ctx context.Context) ([]Result, error) {
 }
 
 // ReplicateVM brings one VM's DR copy up to its newest recovery point. The
-// returned Result also carries the error.
+// returned Result also carries the error. When the backup store skips
+// points it cannot read, the newest readable point is replicated and the
+// error wraps [ErrPointSkipped] (Result.Action is not ActionFailed then,
+// unless the copy failed too).
 func (r *Replicator) ReplicateVM(ctx context.Context, vm string) (res Result, err error) {
 	if err := r.check(); err != nil {
 		return Result{VM: vm, Action: ActionFailed, Err: err, Error: err.Error()}, err
 	}
 	res = Result{VM: vm, Start: r.opts.Now()}
+	partial := false // err only says which broken points were skipped
 	defer func() {
 		res.Duration = r.opts.Now().Sub(res.Start)
 		if err != nil {
-			res.Action, res.Err, res.Error = ActionFailed, err, err.Error()
+			res.Err, res.Error = err, err.Error()
+			if !partial {
+				res.Action = ActionFailed
+			}
 		}
 		res.RPO = r.rpo(context.WithoutCancel(ctx), vm)
 		r.emit(Event{Kind: EventFinished, VM: vm, Result: &res})
@@ -309,7 +323,13 @@ func (r *Replicator) ReplicateVM(ctx context.Context, vm string) (res Result, er
 	r.emit(Event{Kind: EventStarted, VM: vm})
 
 	points, err := r.backups.Points(ctx, vm)
-	if err != nil {
+	var skipped error
+	switch {
+	case err == nil:
+	case len(points) > 0 && (errors.Is(err, draas.ErrChecksumMismatch) || errors.Is(err, draas.ErrInvalid)):
+		// The store skipped broken points: the readable ones replicate.
+		skipped = fmt.Errorf("replicate %s: %w: %w", vm, ErrPointSkipped, err)
+	default:
 		return res, fmt.Errorf("replicate %s: list recovery points: %w", vm, err)
 	}
 	if len(points) == 0 {
@@ -338,11 +358,12 @@ func (r *Replicator) ReplicateVM(ctx context.Context, vm string) (res Result, er
 			// the rest of what this or earlier runs left behind.
 			keep = resumable
 			r.cleanup(context.WithoutCancel(ctx), vm, keep, &res)
-			return res, err
+			return res, errors.Join(err, skipped)
 		}
 	}
 	r.cleanup(ctx, vm, keep, &res)
-	return res, nil
+	partial = skipped != nil
+	return res, skipped
 }
 
 // copyPoint copies recovery point p of vm, incremental on current when it

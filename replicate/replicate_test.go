@@ -365,3 +365,49 @@ func TestZeroReplicator(t *testing.T) {
 		assert.Empty(t, r.Plan().Name)
 	}
 }
+
+// TestBrokenPointRecordIsSkipped: a recovery point whose point.json is
+// damaged is skipped with an error naming the VM, the point and its key,
+// and the newest readable point is still replicated.
+func TestBrokenPointRecordIsSkipped(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, ebs.PathDirect)
+	a := randomDisk(8, 8*mib, 0.5)
+	e.backup("db", map[string]*draastest.Disk{"os": a})
+	r := e.replicator(plan("db"), replicate.Options{})
+	_, err := r.ReplicateAll(ctx)
+	require.NoError(t, err)
+
+	change(a, 1, 0.25)
+	readable := e.backup("db", map[string]*draastest.Disk{"os": a})
+	change(a, 2, 0.25)
+	broken := e.backup("db", map[string]*draastest.Disk{"os": a})
+	s3c := e.srv.S3()
+	list, err := s3c.ListObjectsV2(ctx, &awss3.ListObjectsV2Input{Bucket: aws.String("backups"), Prefix: aws.String("store/")})
+	require.NoError(t, err)
+	key := ""
+	for _, o := range list.Contents {
+		if k := aws.ToString(o.Key); strings.Contains(k, broken) && strings.HasSuffix(k, "/point.json") {
+			key = k
+		}
+	}
+	require.NotEmpty(t, key)
+	_, err = s3c.PutObject(ctx, &awss3.PutObjectInput{Bucket: aws.String("backups"), Key: aws.String(key), Body: strings.NewReader(`{"format": 1, "vm": "db"`)})
+	require.NoError(t, err)
+
+	results, err := r.ReplicateAll(ctx)
+	require.ErrorIs(t, err, replicate.ErrPointSkipped)
+	require.ErrorIs(t, err, draas.ErrChecksumMismatch)
+	for _, want := range []string{"db", broken, key} {
+		assert.Contains(t, err.Error(), want)
+	}
+	require.Len(t, results, 1)
+	assert.Equal(t, replicate.ActionIncremental, results[0].Action, "the older, readable point is replicated")
+	assert.Equal(t, readable, results[0].RecoveryPoint)
+	assert.NotEmpty(t, results[0].Error)
+	snaps := e.snapshotsOf("db")
+	require.Len(t, snaps, 1)
+	assert.Equal(t, readable, snaps[0].Tags[draas.TagRecoveryPoint])
+	assert.Equal(t, "true", snaps[0].Tags[draas.TagComplete])
+
+}

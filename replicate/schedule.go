@@ -179,8 +179,38 @@ type VMStatus struct {
 	// Copies counts the VM's complete DR copy sets.
 	Copies int `json:"copies"`
 	// Pending counts copies that are not part of a complete set (being
-	// written, or left by a failed run until the next cleans them up).
+	// written, or left by a failed or interrupted run until the next
+	// resumes or deletes them).
 	Pending int `json:"pending"`
+	// PendingPoint is the recovery point of the newest set that is not
+	// complete, when it is newer than the complete copy: a copy in
+	// progress, or one a run left unfinished. Empty otherwise.
+	PendingPoint string `json:"pendingPoint,omitempty"`
+	// Failed counts the copies newer than the complete copy whose snapshot
+	// failed (draas.CopyError): they can never complete, and the next run
+	// deletes them.
+	Failed int `json:"failed"`
+}
+
+// Condition says in words what a VM's status means: "OK", "OVER RPO" or
+// "NO DR COPY", followed by ", COPY FAILED" when a copy failed or ", COPY
+// PENDING" when a newer copy is not complete (being written, or left by a
+// run that failed or was interrupted).
+func (s VMStatus) Condition() string {
+	out := "OK"
+	if !s.OK {
+		out = "OVER RPO"
+		if s.RecoveryPoint == "" {
+			out = "NO DR COPY"
+		}
+	}
+	switch {
+	case s.Failed > 0:
+		out += ", COPY FAILED"
+	case s.PendingPoint != "":
+		out += ", COPY PENDING"
+	}
+	return out
 }
 
 // Status answers "how old is each VM's DR copy", from the copy store alone.
@@ -204,8 +234,15 @@ func (r *Replicator) Status(ctx context.Context) ([]VMStatus, error) {
 			if s.Complete() {
 				st.Copies++
 				st.RecoveryPoint, st.PointTime = s.RecoveryPoint, s.PointTime
-			} else {
-				st.Pending += len(s.Copies)
+				st.PendingPoint, st.Failed = "", 0
+				continue
+			}
+			st.Pending += len(s.Copies)
+			st.PendingPoint = s.RecoveryPoint
+			for _, c := range s.Copies {
+				if c.State == draas.CopyError {
+					st.Failed++
+				}
 			}
 		}
 		if st.RecoveryPoint != "" {

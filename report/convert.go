@@ -94,6 +94,12 @@ func FromFailover(rep *failover.Report, targets Targets) Run {
 		if len(v.VolumeIDs) > 0 {
 			vm.Notes = append(vm.Notes, "volumes "+strings.Join(v.VolumeIDs, ", "))
 		}
+		if len(v.RemovedVolumes) > 0 {
+			vm.Notes = append(vm.Notes, "removed unused volumes "+strings.Join(v.RemovedVolumes, ", "))
+		}
+		for _, l := range v.Leftover {
+			vm.Notes = append(vm.Notes, "left behind: "+l)
+		}
 		for _, rec := range v.Records {
 			vm.Notes = append(vm.Notes, fmt.Sprintf("DNS %s %s → %s", rec.Type, rec.Name, strings.Join(rec.Values, ", ")))
 		}

@@ -9,7 +9,8 @@
 //
 //	awssim [--addr 127.0.0.1:PORT] [--region R] [--env-file FILE] [--bucket NAME]...
 //	       [--throttle OP=FRACTION]... [--latency OP=DURATION]...
-//	       [--fail-nth OP=N]... [--throttle-nth OP=N]...
+//	       [--fail-nth OP=N]... [--throttle-nth OP=N]... [--ebs-quotas]
+//	       [--volume-dir DIR] [--qemu] [--qemu-accel tcg|kvm] [--qemu-ports 22,80,443]
 //
 // --env-file writes, once the simulator listens, a file that a shell can
 // source: AWSSIM_ENDPOINT, AWSSIM_S3_ENDPOINT and AWSSIM_PID (to stop it
@@ -36,6 +37,21 @@
 //	--latency PutSnapshotBlock=50ms every PutSnapshotBlock takes 50 ms longer
 //	--fail-nth RunInstances=2       the 2nd RunInstances fails with HTTP 500
 //	--throttle-nth CreateTags=1     the 1st CreateTags is throttled
+//
+// --ebs-quotas enforces AWS's documented request-rate quotas of the EBS
+// direct APIs (awssim.AWSEBSRateLimits: PutSnapshotBlock and GetSnapshotBlock
+// 1,000 requests per second per snapshot and 5,000 per account,
+// ListChangedBlocks and ListSnapshotBlocks 50 per account, ...): requests
+// beyond them fail with RequestThrottledException, as in AWS, so that a
+// benchmark measures the share of the real ceiling a client reaches.
+//
+// --volume-dir keeps the volumes' data in sparse files in DIR rather than in
+// memory. --qemu has instances really run: RunInstances and StartInstances
+// boot the instance's root volume in a QEMU virtual machine (TCG unless
+// --qemu-accel kvm; package qemu-system-x86), its volumes as NVMe disks;
+// Stop and Terminate kill it; aws ec2 get-console-output shows its serial
+// console. The guest ports of --qemu-ports are forwarded from 127.0.0.1
+// (awssim.Server.ForwardedAddr says where).
 //
 // Bad flags exit with code 2.
 package main
@@ -148,11 +164,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	addr := fs.String("addr", "127.0.0.1:0", "address to listen on (port 0: a free port)")
 	region := fs.String("region", "us-east-1", "region the simulator reports")
 	envFile := fs.String("env-file", "", "once listening, write AWSSIM_ENDPOINT, AWSSIM_S3_ENDPOINT and AWSSIM_PID into `FILE` for a shell to source; removed on exit")
+	volumeDir := fs.String("volume-dir", "", "keep volume data in sparse files in `DIR` (it must exist) instead of memory")
+	useQEMU := fs.Bool("qemu", false, "run instances as QEMU virtual machines booting their root volumes (package qemu-system-x86)")
+	qemuAccel := fs.String("qemu-accel", "tcg", "QEMU accelerator for --qemu: tcg or kvm")
+	qemuPorts := fs.String("qemu-ports", "22,80,443", "guest TCP `PORTS` forwarded from 127.0.0.1 under --qemu (comma-separated)")
 	var buckets []string
 	fs.Func("bucket", "create the S3 bucket `NAME` at the start (repeatable)", func(s string) error {
 		buckets = append(buckets, s)
 		return nil
 	})
+	quotas := fs.Bool("ebs-quotas", false, "enforce AWS's request-rate quotas of the EBS direct APIs (1,000 PutSnapshotBlock and GetSnapshotBlock per second per snapshot, ...)")
 	var faults []fault
 	for _, k := range []struct{ name, usage string }{
 		{"throttle", "throttle a fraction of the calls to an operation: `OP=FRACTION` (0 to 1, or a percentage), OP * for all (repeatable)"},
@@ -180,7 +201,27 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 
-	srv, err := awssim.New(awssim.Options{Addr: *addr, Region: *region, Buckets: buckets})
+	opts := awssim.Options{Addr: *addr, Region: *region, Buckets: buckets, VolumeDir: *volumeDir}
+	if *useQEMU {
+		q := &awssim.QEMUOptions{Accel: *qemuAccel, Ports: []int{}}
+		for _, f := range strings.Split(*qemuPorts, ",") {
+			if f = strings.TrimSpace(f); f == "" {
+				continue
+			}
+			p, err := strconv.Atoi(f)
+			if err != nil || p < 1 || p > 65535 {
+				fmt.Fprintf(stderr, "awssim: --qemu-ports: %q is not a port\n", f)
+				return 2
+			}
+			q.Ports = append(q.Ports, p)
+		}
+		opts.QEMU = q
+	}
+	if *quotas {
+		l := awssim.AWSEBSRateLimits()
+		opts.EBSRateLimits = &l
+	}
+	srv, err := awssim.New(opts)
 	if err != nil {
 		fmt.Fprintf(stderr, "awssim: %v\n", err)
 		return 1
@@ -218,6 +259,9 @@ credentials, for example:
 		for _, f := range faults {
 			fmt.Fprintf(stdout, "  %s\n", f)
 		}
+	}
+	if *quotas {
+		fmt.Fprintln(stdout, "\nEBS direct API quotas enforced: AWS's defaults (1,000 PutSnapshotBlock and GetSnapshotBlock per second per snapshot).")
 	}
 	fmt.Fprintln(stdout, "\nServing until interrupted.")
 

@@ -21,8 +21,8 @@ import (
 	"github.com/opendraas/draas/aws/route53"
 	"github.com/opendraas/draas/aws/s3"
 	"github.com/opendraas/draas/backup"
-	"github.com/opendraas/draas/examples/internal/lab"
 	"github.com/opendraas/draas/failover"
+	"github.com/opendraas/draas/lab"
 	"github.com/opendraas/draas/plan"
 	"github.com/opendraas/draas/replicate"
 )
@@ -43,6 +43,8 @@ type cloud struct {
 	// store is the backup store; nil without --bucket.
 	store  *s3.Store
 	prober failover.Prober
+	// ec2Only judges health by the EC2 status checks alone (--health ec2).
+	ec2Only bool
 	// poll is the failover's health poll interval; 0 for its default.
 	poll time.Duration
 	// lab is the simulated environment with --simulate.
@@ -80,9 +82,7 @@ func (a *app) openCloud(ctx context.Context, p *plan.Plan, planPath string, n ne
 		if c.poll == 0 {
 			c.poll = lab.PollInterval // the lab's own, a few milliseconds
 		}
-		if a.g.health == "ec2" {
-			c.prober = ec2Only{}
-		}
+		c.ec2Only = a.g.health == "ec2"
 		return c, nil
 	}
 	region := a.g.region
@@ -112,9 +112,7 @@ func (a *app) openCloud(ctx context.Context, p *plan.Plan, planPath string, n ne
 		poll:     a.g.poll,
 		close:    func() {},
 	}
-	if a.g.health == "ec2" {
-		c.prober = ec2Only{}
-	}
+	c.ec2Only = a.g.health == "ec2"
 	if a.g.bucket != "" {
 		c.store = acct.BackupStore(a.g.bucket, a.g.prefix, s3.Options{})
 	} else if n.store {
@@ -183,13 +181,6 @@ func (noBackups) Points(context.Context, string) ([]draas.RecoveryPoint, error) 
 func (noBackups) OpenDisk(context.Context, string, string, string) (draas.BlockSource, error) {
 	return nil, errNoBackups
 }
-
-// ec2Only passes TCP and HTTP health checks without running them
-// (--health ec2): the EC2 status checks alone judge health, for a machine
-// that cannot reach the instances' private addresses.
-type ec2Only struct{}
-
-func (ec2Only) Probe(context.Context, draas.Instance, plan.HealthCheck) error { return nil }
 
 // prepareSimulation gives the simulated site's VMs what a real site would
 // already have: a recovery point in the backup store each and, when copies

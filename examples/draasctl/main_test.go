@@ -29,9 +29,10 @@ import (
 	vcsim "github.com/vmware/govmomi/simulator"
 
 	"github.com/opendraas/draas"
-	"github.com/opendraas/draas/examples/internal/lab"
+	"github.com/opendraas/draas/lab"
 	"github.com/opendraas/draas/orchestrate"
 	"github.com/opendraas/draas/plan"
+	"github.com/opendraas/draas/replicate"
 	"github.com/opendraas/draas/report"
 )
 
@@ -366,6 +367,7 @@ func TestUsage(t *testing.T) {
 		{[]string{"drill", "-h"}, exitOK, "--cleanup removes it"},
 		{[]string{"validate"}, exitUsage, "want 1 argument(s), PLAN"},
 		{[]string{"validate", "testdata/nonexistent.yaml"}, exitUsage, "plan file testdata/nonexistent.yaml does not exist"},
+		{[]string{"validate", "testdata"}, exitUsage, "testdata: is a directory: name the plan's YAML file"},
 		{[]string{"--log-level", "loud", "validate", threeTier}, exitUsage, `--log-level "loud"`},
 		{[]string{"failback", threeTier}, exitUsage, "pass --from REPORT"},
 		{[]string{"failback", threeTier, "--from", "x.json", "--pre-seed", "--cut-over"}, exitUsage, "first --pre-seed"},
@@ -724,4 +726,22 @@ func TestBackupFromVCenter(t *testing.T) {
 	r = ctl(t, creds, args("--vcenter", l.VCenter.URL, "--thumbprint", strings.Repeat("AB:", 31)+"AB", "backup", threeTier, "--vm", "db")...)
 	assert.Equal(t, exitFailed, r.code, r)
 	assert.Contains(t, r.stderr, "vCenter "+l.VCenter.URL)
+}
+
+// TestStatusSaysCopyPendingOrFailed: a VM within its RPO whose newer copy
+// a replicate left unfinished is not plain OK: status says the copy is
+// pending (or failed) and what to do.
+func TestStatusSaysCopyPendingOrFailed(t *testing.T) {
+	var b bytes.Buffer
+	printStatus(&b, []replicate.VMStatus{
+		{VM: "db", RecoveryPoint: "p1", Age: time.Minute, Target: 30 * time.Minute, OK: true, Copies: 1, Pending: 1, PendingPoint: "p2"},
+		{VM: "app", RecoveryPoint: "p1", Age: time.Minute, Target: 30 * time.Minute, OK: true, Copies: 1, Pending: 1, PendingPoint: "p2", Failed: 1},
+		{VM: "web", RecoveryPoint: "p1", Age: time.Minute, Target: 30 * time.Minute, OK: true, Copies: 1},
+	})
+	out := b.String()
+	assert.Regexp(t, `(?m)^db\s+p1\s+1m0s\s+30m0s\s+1\s+1\s+OK, COPY PENDING$`, out)
+	assert.Regexp(t, `(?m)^app\s+p1\s+1m0s\s+30m0s\s+1\s+1\s+OK, COPY FAILED$`, out)
+	assert.Regexp(t, `(?m)^web\s+p1\s+1m0s\s+30m0s\s+1\s+0\s+OK$`, out)
+	assert.Contains(t, out, "db: the copy of recovery point p2 is not complete")
+	assert.Contains(t, out, "app: 1 copies of recovery point p2 failed")
 }

@@ -112,7 +112,7 @@ func Boot(ctx context.Context, path string, bus Bus, opts BootOptions) (BootResu
 	defer cancel()
 	cmd := exec.CommandContext(runCtx, qemuPath, args...)
 	cmd.WaitDelay = 5 * time.Second
-	setDeathSignal(cmd)
+	SetDeathSignal(cmd)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	stdout, err := cmd.StdoutPipe()
@@ -197,26 +197,141 @@ func Boot(ctx context.Context, path string, bus Bus, opts BootOptions) (BootResu
 	return res, nil
 }
 
-// qemuArgs builds the QEMU command line.
+// qemuArgs builds the QEMU command line of [Boot]: one disk, written
+// through a copy-on-write overlay, and no reboot.
 func qemuArgs(path string, bus Bus, opts BootOptions) ([]string, error) {
-	args := []string{
-		"-accel", "tcg", "-machine", "q35", "-cpu", "max", "-smp", "1",
-		"-m", strconv.Itoa(opts.MemoryMiB),
-		"-nodefaults", "-no-user-config", "-display", "none",
-		"-serial", "stdio", "-monitor", "none", "-no-reboot",
-		"-drive", "file=" + qemuEscape(path) + ",format=raw,if=none,id=disk0,snapshot=on",
+	return Machine{
+		MemoryMiB: opts.MemoryMiB,
+		Disks:     []Disk{{Path: path, Bus: bus, Serial: opts.Serial, Snapshot: true}},
+		NoReboot:  true,
+	}.Args()
+}
+
+// Machine is a QEMU virtual machine as this package boots its guests: a q35
+// machine with BIOS, no display, the serial console (ttyS0) on stdio or a
+// file, disks on one kind of controller, and one NIC on QEMU user
+// networking. The NIC is a VMXNET3 in PCIe slot 192 (named ens192 by the
+// guest, as on vSphere) when the disks are on [BusPVSCSI], a virtio-net NIC
+// in slot 5 (ens5, as on EC2, standing in for ENA) when they are on
+// [BusNVMe]. The zero value is not useful: it has no disk.
+type Machine struct {
+	// Accel is QEMU's accelerator; empty means "tcg".
+	Accel string
+	// VCPUs is the number of virtual CPUs; zero means 1.
+	VCPUs int
+	// MemoryMiB is the guest's memory; zero means 1024.
+	MemoryMiB int
+	// Disks are the raw disk images; the first is the boot disk. All must
+	// be on the same bus.
+	Disks []Disk
+	// Forwards are the host ports forwarded to the guest's ports (QEMU
+	// user networking's hostfwd).
+	Forwards []Forward
+	// ConsoleFile, if set, receives the serial console (appended to);
+	// empty means QEMU's stdout.
+	ConsoleFile string
+	// NoReboot makes QEMU exit, rather than reset, when the guest reboots.
+	NoReboot bool
+}
+
+// Disk is one disk of a [Machine].
+type Disk struct {
+	// Path is the raw disk image.
+	Path string
+	// Bus is the disk's controller.
+	Bus Bus
+	// Serial is an NVMe disk's controller serial number; empty means
+	// "vol0123456789abcdef0", a volume ID as EC2 Nitro shows it. Each NVMe
+	// disk has a controller of its own, as each EBS volume of a Nitro
+	// instance has.
+	Serial string
+	// Snapshot writes the disk through a temporary copy-on-write overlay:
+	// the image is never written. Without it the guest's writes land in
+	// the image.
+	Snapshot bool
+}
+
+// Forward forwards a TCP port of the host to a port of the guest.
+type Forward struct {
+	// HostAddr is the host address to listen on; empty means 127.0.0.1.
+	HostAddr string
+	// HostPort and GuestPort are the ports.
+	HostPort, GuestPort int
+}
+
+// Args returns QEMU's command line (without the program name).
+func (m Machine) Args() ([]string, error) {
+	if len(m.Disks) == 0 {
+		return nil, fmt.Errorf("guestimage: a machine needs a disk")
 	}
+	accel := m.Accel
+	if accel == "" {
+		accel = "tcg"
+	}
+	vcpus, mem := max(m.VCPUs, 1), m.MemoryMiB
+	if mem <= 0 {
+		mem = 1024
+	}
+	args := []string{
+		"-accel", accel, "-machine", "q35", "-cpu", "max", "-smp", strconv.Itoa(vcpus),
+		"-m", strconv.Itoa(mem),
+		"-nodefaults", "-no-user-config", "-display", "none",
+	}
+	if m.ConsoleFile != "" {
+		args = append(args, "-chardev", "file,id=console0,append=on,path="+qemuEscape(m.ConsoleFile),
+			"-serial", "chardev:console0")
+	} else {
+		args = append(args, "-serial", "stdio")
+	}
+	args = append(args, "-monitor", "none")
+	if m.NoReboot {
+		args = append(args, "-no-reboot")
+	}
+	bus := m.Disks[0].Bus
 	nicModel, nicSlot := "", 0
 	switch bus {
 	case BusPVSCSI:
-		args = append(args, "-device", "pvscsi,id=scsi0",
-			"-device", "scsi-hd,drive=disk0,bus=scsi0.0,bootindex=0")
+		args = append(args, "-device", "pvscsi,id=scsi0")
 		nicModel, nicSlot = "vmxnet3", 192
 	case BusNVMe:
-		args = append(args, "-device", "nvme,drive=disk0,serial="+qemuEscape(opts.Serial)+",bootindex=0")
 		nicModel, nicSlot = "virtio-net-pci", 5
 	default:
 		return nil, fmt.Errorf("guestimage: unknown bus %q (want %q or %q)", bus, BusPVSCSI, BusNVMe)
+	}
+	for i, d := range m.Disks {
+		if d.Bus != bus {
+			return nil, fmt.Errorf("guestimage: disk %d is on %q, disk 0 on %q: one bus per machine", i, d.Bus, bus)
+		}
+		if d.Path == "" {
+			return nil, fmt.Errorf("guestimage: disk %d has no path", i)
+		}
+		drive := "file=" + qemuEscape(d.Path) + ",format=raw,if=none,id=disk" + strconv.Itoa(i)
+		if d.Snapshot {
+			drive += ",snapshot=on"
+		}
+		args = append(args, "-drive", drive)
+		boot := ""
+		if i == 0 {
+			boot = ",bootindex=0"
+		}
+		switch bus {
+		case BusPVSCSI:
+			args = append(args, "-device", fmt.Sprintf("scsi-hd,drive=disk%d,bus=scsi0.0%s", i, boot))
+		case BusNVMe:
+			serial := d.Serial
+			if serial == "" {
+				serial = "vol0123456789abcdef0"
+			}
+			args = append(args, "-device", fmt.Sprintf("nvme,drive=disk%d,serial=%s%s", i, qemuEscape(serial), boot))
+		}
+	}
+	netdev := "user,id=net0"
+	for _, f := range m.Forwards {
+		host := f.HostAddr
+		if host == "" {
+			host = "127.0.0.1"
+		}
+		netdev += fmt.Sprintf(",hostfwd=tcp:%s:%d-:%d", host, f.HostPort, f.GuestPort)
 	}
 	// The NIC sits behind a PCIe root port whose physical slot number
 	// names it (ens192, ens5) once the guest's pciehp, not ACPI, handles
@@ -224,7 +339,7 @@ func qemuArgs(path string, bus Bus, opts BootOptions) ([]string, error) {
 	args = append(args,
 		"-global", "ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off",
 		"-device", fmt.Sprintf("pcie-root-port,id=rp0,chassis=1,slot=%d", nicSlot),
-		"-netdev", "user,id=net0",
+		"-netdev", netdev,
 		"-device", nicModel+",netdev=net0,bus=rp0")
 	return args, nil
 }
@@ -233,7 +348,12 @@ func qemuArgs(path string, bus Bus, opts BootOptions) ([]string, error) {
 func qemuEscape(s string) string { return strings.ReplaceAll(s, ",", ",,") }
 
 // classify tells whether a console line decides a boot.
-func classify(line string) Outcome {
+func classify(line string) Outcome { return Classify(line) }
+
+// Classify tells whether a serial console line decides a boot of this
+// package's guests: [OutcomeReady], [OutcomeRootNotFound], [OutcomePanic],
+// or "" for a line that decides nothing.
+func Classify(line string) Outcome {
 	switch {
 	case strings.Contains(line, ReadyMarker):
 		return OutcomeReady
@@ -245,9 +365,11 @@ func classify(line string) Outcome {
 	return ""
 }
 
-// cleanLine drops the control characters and escape sequences of a console
-// line.
-func cleanLine(s string) string {
+func cleanLine(s string) string { return CleanLine(s) }
+
+// CleanLine drops the control characters and escape sequences of a console
+// line, and the surrounding spaces.
+func CleanLine(s string) string {
 	var b strings.Builder
 	for i := 0; i < len(s); i++ {
 		c := s[i]

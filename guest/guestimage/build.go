@@ -167,6 +167,24 @@ func Build(ctx context.Context, r Recipe, opts Options) (*Image, error) {
 	return img, nil
 }
 
+// Cached returns the image of recipe r if it is in the cache, without
+// building anything; otherwise the error wraps [fs.ErrNotExist]. Tests that
+// must not spend minutes building use it.
+func Cached(r Recipe, opts Options) (*Image, error) {
+	if err := r.Validate(); err != nil {
+		return nil, err
+	}
+	cache := opts.CacheDir
+	if cache == "" {
+		cache = DefaultCacheDir()
+	}
+	img, err := loadImage(filepath.Join(cache, r.Hash()))
+	if err != nil {
+		return nil, fmt.Errorf("guestimage: no cached image of %s: %w", r.Hash(), err)
+	}
+	return img, nil
+}
+
 func loadImage(dir string) (*Image, error) {
 	b, err := os.ReadFile(filepath.Join(dir, metaFile))
 	if err != nil {

@@ -170,6 +170,42 @@ func TestQEMUArgs(t *testing.T) {
 	}
 }
 
+func TestMachineArgs(t *testing.T) {
+	args, err := Machine{
+		Accel: "kvm", VCPUs: 2, MemoryMiB: 2048, ConsoleFile: "/run/i-1,x.console",
+		Disks: []Disk{
+			{Path: "/v/vol-1.raw", Bus: BusNVMe, Serial: "vol1"},
+			{Path: "/v/vol-2.raw", Bus: BusNVMe, Serial: "vol2"},
+		},
+		Forwards: []Forward{{HostPort: 4022, GuestPort: 22}, {HostAddr: "0.0.0.0", HostPort: 4080, GuestPort: 80}},
+	}.Args()
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := strings.Join(args, " ")
+	for _, want := range []string{
+		"-accel kvm", "-smp 2", "-m 2048", "file,id=console0,append=on,path=/run/i-1,,x.console", "-serial chardev:console0",
+		"file=/v/vol-1.raw,format=raw,if=none,id=disk0 ", "nvme,drive=disk0,serial=vol1,bootindex=0",
+		"file=/v/vol-2.raw,format=raw,if=none,id=disk1 ", "nvme,drive=disk1,serial=vol2 ",
+		"user,id=net0,hostfwd=tcp:127.0.0.1:4022-:22,hostfwd=tcp:0.0.0.0:4080-:80", "virtio-net-pci", "slot=5",
+	} {
+		if !strings.Contains(line+" ", want) {
+			t.Errorf("command line lacks %q: %s", want, line)
+		}
+	}
+	for _, bad := range []string{"snapshot=on", "-no-reboot", "-serial stdio"} {
+		if strings.Contains(line, bad) {
+			t.Errorf("command line has %q: %s", bad, line)
+		}
+	}
+	if _, err := (Machine{}).Args(); err == nil {
+		t.Error("a machine without disks accepted")
+	}
+	if _, err := (Machine{Disks: []Disk{{Path: "/a", Bus: BusNVMe}, {Path: "/b", Bus: BusPVSCSI}}}).Args(); err == nil {
+		t.Error("a machine with two buses accepted")
+	}
+}
+
 func TestClassify(t *testing.T) {
 	for line, want := range map[string]Outcome{
 		"\x1b[0mDRAAS-GUEST-READY root=/dev/sda1 addrs=ens192=192.168.50.10/24 \r\n":      OutcomeReady,

@@ -5,7 +5,12 @@ import (
 	"syscall"
 )
 
-// setDeathSignal has the kernel kill QEMU should this process die first.
-func setDeathSignal(cmd *exec.Cmd) {
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+// SetDeathSignal has the kernel kill cmd's process (QEMU) should this
+// process die first (Linux's parent-death signal). It does nothing but on
+// Linux.
+func SetDeathSignal(cmd *exec.Cmd) {
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 }

@@ -4,4 +4,6 @@ package guestimage
 
 import "os/exec"
 
-func setDeathSignal(cmd *exec.Cmd) {}
+// SetDeathSignal has the kernel kill cmd's process (QEMU) should this
+// process die first. It does nothing but on Linux.
+func SetDeathSignal(cmd *exec.Cmd) {}
