@@ -39,6 +39,7 @@ import (
 	"github.com/opendraas/draas/blockcopy"
 	"github.com/opendraas/draas/orchestrate"
 	"github.com/opendraas/draas/plan"
+	"github.com/opendraas/draas/retry"
 )
 
 // Mode is how a run copies.
@@ -133,7 +134,11 @@ type VMReport struct {
 	// powered on (0 for a pre-seed run, which stops nothing).
 	Downtime time.Duration `json:"downtime"`
 	Up       bool          `json:"up"`
-	Error    string        `json:"error,omitempty"`
+	// Retries counts the requests of the VM's steps in this run that the
+	// clients retried (AWS throttled them or failed them transiently; see
+	// retry.Counter).
+	Retries int64  `json:"retries"`
+	Error   string `json:"error,omitempty"`
 }
 
 // Report is what a run did.
@@ -312,7 +317,7 @@ func (r *Runner) compile(p *plan.Plan, mode Mode, targets map[string]Target) (*o
 				continue
 			}
 			has[st.name] = true
-			s := orchestrate.Step{ID: sid(vm.Name, st.name), Labels: labels, Run: func(ctx context.Context) error { return st.run(v, ctx) }}
+			s := orchestrate.Step{ID: sid(vm.Name, st.name), Labels: labels, Run: func(ctx context.Context) error { return st.run(v, retry.WithCounter(ctx, &v.retries)) }}
 			for _, a := range st.after {
 				if has[a] {
 					s.Deps = append(s.Deps, sid(vm.Name, a))
@@ -366,7 +371,7 @@ func report(p *plan.Plan, mode Mode, runs map[string]*vmRun, rep orchestrate.Rep
 		byID[s.ID] = s
 	}
 	for _, vm := range p.VMs {
-		vr := VMReport{VM: vm.Name, InstanceID: runs[vm.Name].t.InstanceID}
+		vr := VMReport{VM: vm.Name, InstanceID: runs[vm.Name].t.InstanceID, Retries: runs[vm.Name].retries.Load()}
 		step := func(name string) orchestrate.StepReport { return byID[sid(vm.Name, name)] }
 		vr.Shape = output(step(stepShape), shapeKey)
 		vr.Snapshots = output(step(stepSnapshot), snapshotsKey)
@@ -409,6 +414,8 @@ type vmRun struct {
 	t        Target
 	mode     Mode
 	progress *blockcopy.ProgressMux
+	// retries counts the retries of the VM's steps in this run.
+	retries retry.Counter
 }
 
 // get reads output k of the VM's step name.
