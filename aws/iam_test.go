@@ -1,7 +1,9 @@
-// Package aws_test checks that docs/iam-policy.json lists exactly the AWS
-// actions the library calls: it drives every adapter in aws/ against the
-// simulator through SDK clients that record each operation they send, maps
-// the operations to IAM actions, and compares.
+// Package aws_test checks that the IAM policies in docs/ list exactly the
+// AWS actions the library calls, each in the account it is called in: it
+// drives every adapter in aws/ against the simulator through SDK clients
+// that record each operation they send, one recorder per principal, maps
+// the operations to IAM actions, and compares each recorder with its policy
+// file.
 package aws_test
 
 import (
@@ -16,7 +18,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsmw "github.com/aws/aws-sdk-go-v2/aws/middleware"
-	awsebs "github.com/aws/aws-sdk-go-v2/service/ebs"
 	awsec2 "github.com/aws/aws-sdk-go-v2/service/ec2"
 	awsr53 "github.com/aws/aws-sdk-go-v2/service/route53"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
@@ -24,6 +25,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/opendraas/draas"
+	"github.com/opendraas/draas/aws/account"
 	"github.com/opendraas/draas/aws/ebs"
 	"github.com/opendraas/draas/aws/ec2"
 	"github.com/opendraas/draas/aws/route53"
@@ -31,6 +33,7 @@ import (
 	"github.com/opendraas/draas/awssim"
 	"github.com/opendraas/draas/blockcopy"
 	"github.com/opendraas/draas/draastest"
+	"github.com/opendraas/draas/plan"
 	"github.com/opendraas/draas/replicate"
 )
 
@@ -78,26 +81,87 @@ func iamAction(op string) string {
 type policy struct {
 	Version   string
 	Statement []struct {
-		Sid      string
-		Effect   string
-		Action   []string
-		Resource any
+		Sid       string
+		Effect    string
+		Action    []string
+		Resource  any
+		Principal map[string]any
+		Condition map[string]map[string]any
 	}
 }
 
+func readPolicy(t *testing.T, file string) policy {
+	t.Helper()
+	raw, err := os.ReadFile("../docs/" + file)
+	require.NoError(t, err)
+	var p policy
+	require.NoError(t, json.Unmarshal(raw, &p), "docs/%s is valid JSON", file)
+	require.Equal(t, "2012-10-17", p.Version, file)
+	return p
+}
+
+// checkPolicy fails unless docs/file grants exactly the actions rec saw.
+func checkPolicy(t *testing.T, file string, rec *recorder) {
+	t.Helper()
+	called := map[string]bool{}
+	for op := range rec.ops {
+		called[iamAction(op)] = true
+	}
+	p := readPolicy(t, file)
+	listed := map[string]bool{}
+	for _, st := range p.Statement {
+		require.Equal(t, "Allow", st.Effect, "%s: %s", file, st.Sid)
+		for _, a := range st.Action {
+			require.False(t, listed[a], "%s: %s is listed twice", file, a)
+			listed[a] = true
+		}
+	}
+	var missing, unused []string
+	for a := range called {
+		if !listed[a] {
+			missing = append(missing, a)
+		}
+	}
+	for a := range listed {
+		if !called[a] {
+			unused = append(unused, a)
+		}
+	}
+	sort.Strings(missing)
+	sort.Strings(unused)
+	require.Empty(t, missing, "the library calls actions docs/%s does not grant: add them", file)
+	require.Empty(t, unused, "docs/%s grants actions the library never calls: remove them (least privilege)", file)
+}
+
+// TestIAMPolicyListsExactlyTheActionsCalled drives three principals, as
+// docs/iam.md lays them out: the DR account's (EC2, EBS, Route 53, through
+// aws/account), the backup account's writer (backups, Prune, GC) and the
+// backup account's reader that replication reaches the store with (the
+// role the DR account assumes, or the same account's S3).
 func TestIAMPolicyListsExactlyTheActionsCalled(t *testing.T) {
 	ctx := context.Background()
 	srv, err := awssim.New(awssim.Options{})
 	require.NoError(t, err)
 	defer srv.Close()
-	rec := &recorder{ops: map[string]bool{}}
-	ebsC := srv.EBS(func(o *awsebs.Options) { o.APIOptions = append(o.APIOptions, rec.apiOption) })
-	ec2C := srv.EC2(func(o *awsec2.Options) { o.APIOptions = append(o.APIOptions, rec.apiOption) })
-	r53C := srv.Route53(func(o *awsr53.Options) { o.APIOptions = append(o.APIOptions, rec.apiOption) })
-	s3C := srv.S3(func(o *awss3.Options) { o.APIOptions = append(o.APIOptions, rec.apiOption) })
+	drRec, writeRec, readRec := &recorder{ops: map[string]bool{}}, &recorder{ops: map[string]bool{}}, &recorder{ops: map[string]bool{}}
+	setup := srv.EC2() // the test's own calls, not recorded
+	subnets, err := setup.DescribeSubnets(ctx, &awsec2.DescribeSubnetsInput{})
+	require.NoError(t, err)
+	subnet, zone := aws.ToString(subnets.Subnets[0].SubnetId), aws.ToString(subnets.Subnets[0].AvailabilityZone)
+
+	drCfg := srv.Config()
+	drCfg.APIOptions = append(drCfg.APIOptions, drRec.apiOption)
+	readCfg := srv.Config()
+	readCfg.APIOptions = append(readCfg.APIOptions, readRec.apiOption)
+	acct, err := account.New(drCfg, account.Options{
+		Launcher: ec2.Options{ImageID: srv.DefaultImageID(), SubnetID: subnet, AvailabilityZone: zone, PollInterval: time.Millisecond},
+		DNS:      route53.Options{PollInterval: time.Millisecond},
+		Backup:   account.Backup{Config: &readCfg, Endpoint: srv.S3URL},
+	})
+	require.NoError(t, err)
 
 	// Backup store: back up twice, read, prune and collect garbage.
-	store := s3.New(s3C, "backups", "draas", s3.Options{})
+	store := s3.New(srv.S3(func(o *awss3.Options) { o.APIOptions = append(o.APIOptions, writeRec.apiOption) }), "backups", "draas", s3.Options{})
 	disk := draastest.NewDisk(4<<20, 512<<10)
 	disk.WriteAt([]byte("boot sector"), 0)
 	backup := func(i int) {
@@ -113,9 +177,9 @@ func TestIAMPolicyListsExactlyTheActionsCalled(t *testing.T) {
 	_, err = store.VMs(ctx)
 	require.NoError(t, err)
 
-	// Replication on both data paths: a full copy, then an incremental one
-	// that deletes the full; the verify passes read the snapshots back.
-	setup := srv.EC2() // the test's own calls, not recorded
+	// Replication on both data paths, reading the store as the DR account
+	// does: a full copy, then an incremental one that deletes the full;
+	// the verify passes read the snapshots back.
 	inst, err := setup.RunInstances(ctx, &awsec2.RunInstancesInput{ImageId: aws.String(srv.DefaultImageID()), InstanceType: "m5.large", MinCount: aws.Int32(1), MaxCount: aws.Int32(1)})
 	require.NoError(t, err)
 	proxy := inst.Instances[0]
@@ -123,14 +187,14 @@ func TestIAMPolicyListsExactlyTheActionsCalled(t *testing.T) {
 		Wait(ctx, &awsec2.DescribeInstancesInput{InstanceIds: []string{aws.ToString(proxy.InstanceId)}}, time.Minute))
 	var reps []*replicate.Replicator
 	for _, path := range []ebs.Path{ebs.PathDirect, ebs.PathVolume} {
-		copies := ebs.NewCopies(ebsC, ec2C, ebs.CopiesOptions{Path: path, Volume: ebs.VolumeSinkOptions{
+		copies := ebs.NewCopies(acct.EBS, acct.EC2, ebs.CopiesOptions{Path: path, Volume: ebs.VolumeSinkOptions{
 			ProxyInstanceID: aws.ToString(proxy.InstanceId), AvailabilityZone: aws.ToString(proxy.Placement.AvailabilityZone),
 			PollInterval: time.Millisecond,
 			Devices: ebs.DeviceOpenerFunc(func(_ context.Context, id, _ string) (ebs.Device, error) {
 				return srv.Device(id)
 			}),
 		}})
-		r, err := replicate.New(draas.Plan{Name: "plan" + string(rune('a'+path)), VMs: []draas.VM{{Name: "db"}}}, replicate.BackupsOf(store), copies, replicate.Options{})
+		r, err := replicate.New(draas.Plan{Name: "plan" + string(rune('a'+path)), VMs: []draas.VM{{Name: "db"}}}, replicate.BackupsOf(acct.BackupStore("backups", "draas", s3.Options{})), copies, replicate.Options{})
 		require.NoError(t, err)
 		reps = append(reps, r)
 	}
@@ -139,9 +203,9 @@ func TestIAMPolicyListsExactlyTheActionsCalled(t *testing.T) {
 		for _, r := range reps {
 			res, err := r.ReplicateVM(ctx, "db")
 			require.NoError(t, err)
-			snap, err := ebs.OpenSnapshot(ctx, ebsC, res.Disks[0].SnapshotID, ebs.SourceOptions{})
+			snap, err := acct.OpenSnapshot(ctx, res.Disks[0].SnapshotID)
 			require.NoError(t, err)
-			_, err = snap.ChangedExtents(ctx, res.Disks[0].SnapshotID)
+			_, err = snap.(draas.ChangeTracker).ChangedExtents(ctx, res.Disks[0].SnapshotID)
 			require.NoError(t, err)
 			_, err = r.Status(ctx)
 			require.NoError(t, err)
@@ -152,16 +216,20 @@ func TestIAMPolicyListsExactlyTheActionsCalled(t *testing.T) {
 	_, err = store.GC(ctx, s3.GCOptions{})
 	require.NoError(t, err)
 
-	// Failover: volumes and instances.
+	// Failover: a plan's network resolved by name, volumes and instances.
+	group, err := setup.CreateSecurityGroup(ctx, &awsec2.CreateSecurityGroupInput{GroupName: aws.String("web"), Description: aws.String("web"), VpcId: subnets.Subnets[0].VpcId})
+	require.NoError(t, err)
+	p, err := plan.Parse("shop.yaml", []byte("name: shop\ndefaults: {instanceType: t3.micro, subnet: "+subnet+", securityGroups: [web]}\nvms: [{name: db}]\n"))
+	require.NoError(t, err)
+	resolved, err := acct.ResolvePlan(ctx, p, account.Production)
+	require.NoError(t, err)
+	require.Equal(t, []string{aws.ToString(group.GroupId)}, resolved.VMs[0].SecurityGroups)
 	snapID, err := srv.SeedSnapshot([]byte("root"), nil)
 	require.NoError(t, err)
-	subnets, err := setup.DescribeSubnets(ctx, &awsec2.DescribeSubnetsInput{})
-	require.NoError(t, err)
-	l := ec2.New(ec2C, ec2.Options{ImageID: srv.DefaultImageID(), SubnetID: aws.ToString(subnets.Subnets[0].SubnetId),
-		AvailabilityZone: aws.ToString(subnets.Subnets[0].AvailabilityZone), PollInterval: time.Millisecond})
+	l := acct.Launcher
 	vol, err := l.CreateVolume(ctx, draas.VolumeRequest{SnapshotID: snapID})
 	require.NoError(t, err)
-	i, err := l.Launch(ctx, draas.LaunchRequest{Name: "db", InstanceType: "t3.micro", RootVolumeID: vol})
+	i, err := l.Launch(ctx, draas.LaunchRequest{Name: "db", InstanceType: "t3.micro", RootVolumeID: vol, SecurityGroupIDs: resolved.VMs[0].SecurityGroups})
 	require.NoError(t, err)
 	_, err = l.Status(ctx, i.ID)
 	require.NoError(t, err)
@@ -179,43 +247,26 @@ func TestIAMPolicyListsExactlyTheActionsCalled(t *testing.T) {
 	// DNS.
 	_, err = srv.Route53().CreateHostedZone(ctx, &awsr53.CreateHostedZoneInput{Name: aws.String("example.com"), CallerReference: aws.String("iam-test")})
 	require.NoError(t, err)
-	dns := route53.New(r53C, route53.Options{PollInterval: time.Millisecond})
+	dns := acct.DNS
 	r := draas.Record{Zone: "example.com.", Name: "db.example.com.", Type: "A", TTL: time.Minute, Values: []string{"10.0.0.5"}}
 	require.NoError(t, dns.Upsert(ctx, r))
 	_, err = dns.Lookup(ctx, r.Zone, r.Name, r.Type)
 	require.NoError(t, err)
 	require.NoError(t, dns.Delete(ctx, r))
 
-	called := map[string]bool{}
-	for op := range rec.ops {
-		called[iamAction(op)] = true
-	}
+	checkPolicy(t, "iam-policy-dr.json", drRec)
+	checkPolicy(t, "iam-policy-backup.json", writeRec)
+	checkPolicy(t, "iam-policy-backup-read.json", readRec)
+}
 
-	raw, err := os.ReadFile("../docs/iam-policy.json")
-	require.NoError(t, err)
-	var p policy
-	require.NoError(t, json.Unmarshal(raw, &p), "docs/iam-policy.json is valid JSON")
-	listed := map[string]bool{}
-	for _, st := range p.Statement {
-		require.Equal(t, "Allow", st.Effect, st.Sid)
-		for _, a := range st.Action {
-			require.False(t, listed[a], "%s is listed twice", a)
-			listed[a] = true
-		}
-	}
-	var missing, unused []string
-	for a := range called {
-		if !listed[a] {
-			missing = append(missing, a)
-		}
-	}
-	for a := range listed {
-		if !called[a] {
-			unused = append(unused, a)
-		}
-	}
-	sort.Strings(missing)
-	sort.Strings(unused)
-	require.Empty(t, missing, "the library calls actions docs/iam-policy.json does not grant: add them")
-	require.Empty(t, unused, "docs/iam-policy.json grants actions the library never calls: remove them (least privilege)")
+// The trust policy of the backup account's read role lets one principal of
+// the DR account assume it, with an external ID.
+func TestIAMTrustPolicyOfTheBackupReadRole(t *testing.T) {
+	p := readPolicy(t, "iam-trust-backup-read.json")
+	require.Len(t, p.Statement, 1)
+	st := p.Statement[0]
+	require.Equal(t, "Allow", st.Effect)
+	require.Equal(t, []string{"sts:AssumeRole"}, st.Action)
+	require.Contains(t, st.Principal, "AWS", "a principal of the DR account")
+	require.Contains(t, st.Condition["StringEquals"], "sts:ExternalId")
 }

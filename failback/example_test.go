@@ -15,6 +15,7 @@ import (
 	"github.com/opendraas/draas/awssim"
 	"github.com/opendraas/draas/draastest"
 	"github.com/opendraas/draas/failback"
+	"github.com/opendraas/draas/failover"
 	"github.com/opendraas/draas/plan"
 )
 
@@ -50,14 +51,16 @@ func Example() {
 	site := draastest.NewHypervisor(nil)
 	p, _ := plan.Parse("shop.yaml", []byte("name: shop\ndefaults: {instanceType: r5.large, subnet: s}\nvms: [{name: db}]\n"))
 	ebsClient := srv.EBS()
-	rep, err := failback.Run(ctx, p, failback.Options{
-		Cloud:      launcher,
-		Hypervisor: site,
-		OpenSnapshot: func(ctx context.Context, id string) (draas.BlockSource, error) {
-			return ebs.OpenSnapshot(ctx, ebsClient, id, ebs.SourceOptions{})
-		},
-		Targets: map[string]failback.Target{"db": {InstanceID: inst.ID}},
-	})
+	runner, err := failback.New(launcher, site, func(ctx context.Context, id string) (draas.BlockSource, error) {
+		return ebs.OpenSnapshot(ctx, ebsClient, id, ebs.SourceOptions{})
+	}, failback.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	// The failover's report names the instance: failback.TargetsFromFailover
+	// makes the targets from it.
+	targets := map[string]failback.Target{"db": {InstanceID: inst.ID}}
+	rep, err := runner.Run(ctx, p, failback.Direct, targets)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -67,4 +70,19 @@ func Example() {
 	fmt.Printf("db: %d CPUs, %d MiB, %d disk, powered on %t, %d bytes copied\n", shape.CPUs, shape.MemoryMiB, len(shape.Disks), on, db.BytesCopied)
 	// Output:
 	// db: 2 CPUs, 16384 MiB, 1 disk, powered on true, 65536 bytes copied
+}
+
+// ExampleTargetsFromFailover makes a failback's targets from the failover's
+// report (here one VM's, as failover.Runner.Run returns it): the instance
+// to copy from and the records to point back.
+func ExampleTargetsFromFailover() {
+	fo := &failover.Report{Plan: "shop", Mode: "failover", VMs: []failover.VMReport{{
+		VM: "db", InstanceID: "i-0123", PrivateIP: "10.0.1.5",
+		PreviousRecords: []draas.Record{{Zone: "example.com.", Name: "db.example.com.", Type: "A", Values: []string{"192.168.10.10"}}},
+	}}}
+	targets := failback.TargetsFromFailover(fo, nil)
+	db := targets["db"]
+	fmt.Println(db.InstanceID, db.Records[0].Name, db.Records[0].Values)
+	// Output:
+	// i-0123 db.example.com. [192.168.10.10]
 }

@@ -18,8 +18,8 @@ import (
 )
 
 // Example runs a DR drill of a two-VM plan in an isolated subnet and cleans
-// it up; with Mode Failover (and Options.DNS) the same call fails over for
-// real. It runs against awssim, where a DR copy is seeded as replication
+// it up; with mode failover.Failover (and Options.DNS) the same call fails
+// over for real. It runs against awssim, where a DR copy is seeded as replication
 // would leave it.
 func Example() {
 	ctx := context.Background()
@@ -56,20 +56,22 @@ drill: {subnet: `+drillSubnet+`}
 	if err != nil {
 		log.Fatal(err)
 	}
-	opts := failover.Options{
-		Mode:         failover.Drill,
-		Launcher:     ec2.New(client, ec2.Options{ImageID: srv.DefaultImageID(), AvailabilityZone: az, PollInterval: time.Millisecond}),
-		Copies:       ebs.NewCopies(srv.EBS(), client, ebs.CopiesOptions{}),
-		PollInterval: time.Millisecond,
+	runner, err := failover.New(
+		ec2.New(client, ec2.Options{ImageID: srv.DefaultImageID(), AvailabilityZone: az, PollInterval: time.Millisecond}),
+		ebs.NewCopies(srv.EBS(), client, ebs.CopiesOptions{}),
+		failover.Options{PollInterval: time.Millisecond},
+	)
+	if err != nil {
+		log.Fatal(err)
 	}
-	rep, err := failover.Run(ctx, p, opts)
+	rep, err := runner.Run(ctx, p, failover.Drill)
 	if err != nil {
 		log.Fatal(err)
 	}
 	for _, vm := range rep.VMs {
 		fmt.Printf("%s up: %t, in the drill subnet: %t\n", vm.VM, vm.Up, vm.PrivateIP[:6] == "10.99.")
 	}
-	if err := failover.Cleanup(ctx, rep, opts); err != nil {
+	if err := runner.Cleanup(ctx, rep); err != nil {
 		log.Fatal(err)
 	}
 	fmt.Println("cleaned up")

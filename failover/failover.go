@@ -5,13 +5,24 @@
 // order (a VM launches once the VMs it depends on are healthy) and
 // independent work runs in parallel, through package orchestrate.
 //
+// A [Runner], made by [New] with the launcher and the DR copy store, runs
+// a plan: [Runner.Compile] builds the graph of steps (for a dry run with
+// orchestrate.Plan), [Runner.Run] runs it and returns a [Report].
+//
 // A drill ([Drill] mode) does the same in the plan's isolated drill subnet,
 // tags everything it makes as a drill, never calls the production DNS, and
-// is removed again by [Cleanup], which deletes exactly what the drill made.
+// is removed again by [Runner.Cleanup], which deletes exactly what the drill
+// made.
 //
 // Every create call carries a client token derived from the run's ID and the
 // step, and with a journal a run killed half-way resumes without redoing
-// finished steps, so a rerun never makes a second instance or volume.
+// finished steps, so a rerun never makes a second instance or volume. Steps
+// pass what they made (the DR copy chosen, volumes, the instance, the
+// records as they were) to the later steps as typed orchestrate outputs,
+// kept in the journal. A journal written by a version before these outputs
+// were typed resumes only its run ID: its later steps fail with an error
+// wrapping orchestrate.ErrNoOutput or ErrOutputType; finish such a run with
+// the version that started it, or remove the journal and run again.
 package failover
 
 import (
@@ -106,77 +117,197 @@ func (p NetProber) Probe(ctx context.Context, inst draas.Instance, hc plan.Healt
 	return nil
 }
 
-// Options configures a run. Launcher and Copies are required; DNS is
-// required for a failover of a plan with DNS records.
+// Options tunes a [Runner]. The zero value is useful: no DNS (a plan with
+// DNS records then needs DNS for a failover, DrillDNS for a drill whose plan
+// names a drill zone: Compile says so), no guest preparation, TCP and HTTP
+// probes with [NetProber], no journal, no limit on parallelism.
 type Options struct {
-	Mode     Mode
-	Launcher draas.InstanceLauncher
-	// Copies finds each VM's DR copy.
-	Copies draas.CopyStore
 	// DNS is the production DNS. A drill never calls it.
 	DNS draas.DNS
 	// DrillDNS receives a drill's records when the plan's drill section
 	// names a DNS zone.
 	DrillDNS draas.DNS
 	// Preparer prepares volumes before launch; nil skips guest preparation
-	// (the report says so).
+	// (the prepare step records so).
 	Preparer VolumePreparer
-	// Prober runs TCP and HTTP health checks; default NetProber{}.
+	// Prober runs TCP and HTTP health checks; nil means NetProber{}.
 	Prober Prober
 	// Journal makes the run resumable: a run with the same journal skips
 	// the steps it records as finished.
 	Journal orchestrate.Journal
 	// Parallelism bounds the steps running at once; 0 means no limit.
 	Parallelism int
-	// Events receives the orchestration's events.
+	// Events receives the orchestration's events, one call at a time.
 	Events func(orchestrate.Event)
-	// PollInterval is the time between health polls; default 5s.
+	// PollInterval is the time between health polls; 0 means 5s.
 	PollInterval time.Duration
-	// Retry is the retry policy of every step; the zero value is the
-	// project's default.
+	// Retry is the retry policy of every step but the health wait (which
+	// polls until the plan's health timeout instead); the zero value is
+	// the project's default.
 	Retry retry.Policy
 }
 
-const runStep = "run"
+// Runner fails plans over, or drills them, with one launcher, copy store
+// and set of options. It holds no state between runs: one Runner may run
+// several plans, one after the other or at once (with a journal each).
+type Runner struct {
+	launcher draas.InstanceLauncher
+	copies   draas.CopyStore
+	opts     Options
+}
 
-// step IDs of a VM.
+// New returns a Runner that launches instances with launcher from the DR
+// copies copies finds. Both are required: a nil one is an error wrapping
+// [draas.ErrInvalid].
+func New(launcher draas.InstanceLauncher, copies draas.CopyStore, opts Options) (*Runner, error) {
+	switch {
+	case launcher == nil:
+		return nil, draas.Invalidf("failover.New: launcher is nil: pass a draas.InstanceLauncher, e.g. aws/ec2.New")
+	case copies == nil:
+		return nil, draas.Invalidf("failover.New: copies is nil: pass the draas.CopyStore holding the DR copies, e.g. aws/ebs.NewCopies")
+	case opts.Parallelism < 0:
+		return nil, draas.Invalidf("failover.New: Options.Parallelism is %d; use 0 for no limit or a positive limit", opts.Parallelism)
+	}
+	return &Runner{launcher: launcher, copies: copies, opts: opts}, nil
+}
+
+// errNilRunner is returned by the methods of a nil or zero Runner.
+var errNilRunner = draas.Invalidf("failover: Runner not made by failover.New: make one with failover.New")
+
+// valid reports whether r was made by New.
+func (r *Runner) valid() bool { return r != nil && r.launcher != nil && r.copies != nil }
+
+// The steps of a run. One step, run, gives the run its ID; then each VM has
+// the steps of vmSteps, with IDs "VM/name".
+const (
+	runStep       = "run"
+	stepSelect    = "select"
+	stepVolumes   = "volumes"
+	stepPrepare   = "prepare"
+	stepLaunch    = "launch"
+	stepHealthy   = "healthy"
+	stepDNSBefore = "dns-before"
+	stepDNS       = "dns"
+)
+
+// The outputs steps pass on, each recorded by one step (see vmSteps) and
+// kept in the journal.
+var (
+	// runIDKey: the run's ID, by the run step. A journal written before
+	// outputs were typed holds it too.
+	runIDKey = orchestrate.NewKey[string]("id")
+	// copyKey: the DR copy set chosen, by select.
+	copyKey = orchestrate.NewKey[copySet]("copy")
+	// volumesKey: the volumes made from it, in disk order, by volumes.
+	volumesKey = orchestrate.NewKey[[]string]("volumes")
+	// changesKey: the guest preparer's record of its changes, by prepare;
+	// skippedKey says why there is none.
+	changesKey = orchestrate.NewKey[string]("changes")
+	skippedKey = orchestrate.NewKey[string]("skipped")
+	// instanceKey: the instance launched (its ID and private IP), by
+	// launch.
+	instanceKey = orchestrate.NewKey[draas.Instance]("instance")
+	// previousKey: the VM's records as they were before the failover (the
+	// ones that existed), by dns-before.
+	previousKey = orchestrate.NewKey[[]draas.Record]("previous")
+)
+
+// copySet is the DR copy set select chose for a VM.
+type copySet struct {
+	Point     string    `json:"point"`
+	PointTime time.Time `json:"pointTime"`
+	// Snapshots are the copies' snapshot IDs, in disk order.
+	Snapshots []string `json:"snapshots"`
+}
+
+// vmStep is one row of the table of a VM's steps.
+type vmStep struct {
+	name string
+	// after are the steps this one depends on: steps of the same VM by
+	// name, or runStep.
+	after []string
+	// afterDeps, if set, is the step of each VM this one depends on
+	// (plan.VM.DependsOn) that must succeed first.
+	afterDeps string
+	// dns marks the steps that exist only when the VM has DNS records and
+	// the mode a DNS to put them in.
+	dns bool
+	// health marks the health wait: bounded by the plan's health timeout
+	// and not retried (it polls instead).
+	health bool
+	run    func(r *vmRun, ctx context.Context) error
+}
+
+// vmSteps is the table of a VM's steps, in the order reports list them,
+// with what each produces.
+var vmSteps = []vmStep{
+	// Choose the newest complete DR copy set (or the plan's recovery
+	// point): copyKey.
+	{name: stepSelect, after: []string{runStep}, run: (*vmRun).selectCopy},
+	// A volume from each of its snapshots: volumesKey.
+	{name: stepVolumes, after: []string{stepSelect}, run: (*vmRun).volumes},
+	// Guest preparation of the volumes: changesKey or skippedKey.
+	{name: stepPrepare, after: []string{stepVolumes}, run: (*vmRun).prepare},
+	// The instance, once the VMs it depends on are healthy: instanceKey.
+	{name: stepLaunch, after: []string{stepPrepare}, afterDeps: stepHealthy, run: (*vmRun).launch},
+	// Wait until the EC2 status checks and the health checks pass.
+	{name: stepHealthy, after: []string{stepLaunch}, health: true, run: (*vmRun).healthy},
+	// Read the records before changing them: previousKey. A step of its
+	// own so that the journal keeps them even if the run dies right after
+	// the update.
+	{name: stepDNSBefore, after: []string{runStep}, dns: true, run: (*vmRun).readDNS},
+	// Point the records at the instance.
+	{name: stepDNS, after: []string{stepHealthy, stepDNSBefore}, dns: true, run: (*vmRun).updateDNS},
+}
+
+// sid returns the ID of a VM's step.
 func sid(vm, step string) string { return vm + "/" + step }
 
-// Compile turns the plan into the graph of a run, without running it: for a
-// dry run, pass it to orchestrate.Plan.
-func Compile(p *plan.Plan, opts Options) (*orchestrate.Graph, error) {
-	if err := checkOptions(p, opts); err != nil {
+// Compile turns the plan into the graph of a run in mode, without running
+// it: for a dry run, pass it to orchestrate.Plan. It returns an error
+// wrapping [draas.ErrInvalid] if the plan cannot run in mode with r's
+// options (a drill without a drill subnet, DNS records and no DNS).
+func (r *Runner) Compile(p *plan.Plan, mode Mode) (*orchestrate.Graph, error) {
+	if !r.valid() {
+		return nil, errNilRunner
+	}
+	if err := r.check(p, mode); err != nil {
 		return nil, err
 	}
 	g := &orchestrate.Graph{}
 	add := func(s orchestrate.Step) error {
 		if s.Retry.MaxAttempts == 0 {
-			s.Retry = opts.Retry
+			s.Retry = r.opts.Retry
 		}
 		return g.Add(s)
 	}
 	if err := add(orchestrate.Step{ID: runStep, Priority: 100, Run: func(ctx context.Context) error {
-		return orchestrate.SetOutput(ctx, "id", newRunID())
+		return orchestrate.Put(ctx, runIDKey, newRunID())
 	}}); err != nil {
 		return nil, err
 	}
 	for _, vm := range p.VMs {
-		r := &vmRun{p: p, vm: vm, opts: opts}
+		v := &vmRun{Runner: r, p: p, vm: vm, mode: mode}
 		labels := map[string]string{"vm": vm.Name}
-		steps := []orchestrate.Step{
-			{ID: sid(vm.Name, "select"), Deps: []string{runStep}, Run: r.selectCopy},
-			{ID: sid(vm.Name, "volumes"), Deps: []string{sid(vm.Name, "select")}, Run: r.volumes},
-			{ID: sid(vm.Name, "prepare"), Deps: []string{sid(vm.Name, "volumes")}, Run: r.prepare},
-			{ID: sid(vm.Name, "launch"), Deps: append([]string{sid(vm.Name, "prepare")}, depsHealthy(vm)...), Run: r.launch},
-			{ID: sid(vm.Name, "healthy"), Deps: []string{sid(vm.Name, "launch")}, Run: r.healthy, Timeout: p.HealthTimeout(vm), Retry: retry.Policy{MaxAttempts: 1}},
-		}
-		if len(vm.DNS) > 0 && r.dns() != nil {
-			steps = append(steps,
-				orchestrate.Step{ID: sid(vm.Name, "dns-before"), Deps: []string{runStep}, Run: r.readDNS},
-				orchestrate.Step{ID: sid(vm.Name, "dns"), Deps: []string{sid(vm.Name, "healthy"), sid(vm.Name, "dns-before")}, Run: r.updateDNS})
-		}
-		for _, s := range steps {
-			s.Labels = labels
+		for _, st := range vmSteps {
+			if st.dns && (len(vm.DNS) == 0 || v.dns() == nil) {
+				continue
+			}
+			s := orchestrate.Step{ID: sid(vm.Name, st.name), Labels: labels, Run: func(ctx context.Context) error { return st.run(v, ctx) }}
+			for _, a := range st.after {
+				if a != runStep {
+					a = sid(vm.Name, a)
+				}
+				s.Deps = append(s.Deps, a)
+			}
+			if st.afterDeps != "" {
+				for _, d := range vm.DependsOn {
+					s.Deps = append(s.Deps, sid(d, st.afterDeps))
+				}
+			}
+			if st.health {
+				s.Timeout, s.Retry = p.HealthTimeout(vm), retry.Policy{MaxAttempts: 1}
+			}
 			if err := add(s); err != nil {
 				return nil, err
 			}
@@ -185,66 +316,90 @@ func Compile(p *plan.Plan, opts Options) (*orchestrate.Graph, error) {
 	return g, g.Validate()
 }
 
-func depsHealthy(vm plan.VM) []string {
-	var out []string
-	for _, d := range vm.DependsOn {
-		out = append(out, sid(d, "healthy"))
-	}
-	return out
-}
-
-func checkOptions(p *plan.Plan, opts Options) error {
+func (r *Runner) check(p *plan.Plan, mode Mode) error {
 	if p == nil {
 		return draas.Invalidf("failover: no plan")
 	}
-	if opts.Launcher == nil || opts.Copies == nil {
-		return draas.Invalidf("failover: Options.Launcher and Options.Copies are required")
-	}
-	if opts.Mode == Drill {
+	switch mode {
+	case Drill:
 		if p.Drill.Subnet == "" {
 			return draas.Invalidf("failover: plan %s has no drill subnet: set drill.subnet to an isolated subnet (a drill never uses production subnets)", p.Name)
 		}
-		if p.Drill.DNSZone != "" && opts.DrillDNS == nil {
+		if p.Drill.DNSZone != "" && r.opts.DrillDNS == nil {
 			return draas.Invalidf("failover: plan %s names drill DNS zone %s but Options.DrillDNS is not set", p.Name, p.Drill.DNSZone)
 		}
-		return nil
-	}
-	for _, vm := range p.VMs {
-		if len(vm.DNS) > 0 && opts.DNS == nil {
-			return draas.Invalidf("failover: VM %s has DNS records but Options.DNS is not set", vm.Name)
+	case Failover:
+		for _, vm := range p.VMs {
+			if len(vm.DNS) > 0 && r.opts.DNS == nil {
+				return draas.Invalidf("failover: VM %s has DNS records but Options.DNS is not set", vm.Name)
+			}
 		}
+	default:
+		return draas.Invalidf("failover: unknown mode %v: use failover.Failover or failover.Drill", mode)
 	}
 	return nil
 }
 
-// vmRun holds the steps of one VM.
-type vmRun struct {
-	p    *plan.Plan
-	vm   plan.VM
-	opts Options
+// JournalRunID returns the ID of the run a failover or drill journal
+// records (the ID a drill tags its resources with), or an error wrapping
+// [draas.ErrNotFound] if the journal records no run.
+func JournalRunID(ctx context.Context, j orchestrate.Journal) (string, error) {
+	entries, err := j.Load(ctx)
+	if err != nil {
+		return "", err
+	}
+	id, found := "", false
+	for _, e := range entries {
+		switch {
+		case e.Step != runStep:
+		case e.Undone:
+			id, found = "", false
+		default:
+			v, ok, err := runIDKey.From(e.Outputs)
+			if err != nil {
+				return "", err
+			}
+			id, found = v, ok
+		}
+	}
+	if !found {
+		return "", fmt.Errorf("failover: the journal records no run: %w", draas.ErrNotFound)
+	}
+	return id, nil
 }
 
-func (r *vmRun) runID(ctx context.Context) string {
-	id, _ := orchestrate.Output(ctx, runStep, "id")
-	return id
+// vmRun holds the steps of one VM.
+type vmRun struct {
+	*Runner
+	p    *plan.Plan
+	vm   plan.VM
+	mode Mode
+}
+
+// get reads output k of the VM's step name (or of runStep).
+func get[T any](ctx context.Context, r *vmRun, name string, k orchestrate.Key[T]) (T, error) {
+	if name != runStep {
+		name = sid(r.vm.Name, name)
+	}
+	return orchestrate.Get(ctx, name, k)
 }
 
 // token derives a client token from the run, the VM and what is made.
-func (r *vmRun) token(ctx context.Context, what string) string {
-	h := sha256.Sum256([]byte(r.p.Name + "\x00" + r.runID(ctx) + "\x00" + r.vm.Name + "\x00" + what))
+func (r *vmRun) token(runID, what string) string {
+	h := sha256.Sum256([]byte(r.p.Name + "\x00" + runID + "\x00" + r.vm.Name + "\x00" + what))
 	return "draas-" + hex.EncodeToString(h[:])[:40]
 }
 
-func (r *vmRun) tags(ctx context.Context) map[string]string {
-	t := map[string]string{draas.TagPlan: r.p.Name, draas.TagVM: r.vm.Name, draas.TagRole: r.opts.Mode.String()}
-	if r.opts.Mode == Drill {
-		t[draas.TagDrill] = r.runID(ctx)
+func (r *vmRun) tags(runID string) map[string]string {
+	t := map[string]string{draas.TagPlan: r.p.Name, draas.TagVM: r.vm.Name, draas.TagRole: r.mode.String()}
+	if r.mode == Drill {
+		t[draas.TagDrill] = runID
 	}
 	return t
 }
 
 func (r *vmRun) dns() draas.DNS {
-	if r.opts.Mode == Drill {
+	if r.mode == Drill {
 		if r.p.Drill.DNSZone == "" {
 			return nil
 		}
@@ -256,7 +411,7 @@ func (r *vmRun) dns() draas.DNS {
 // selectCopy finds the VM's DR copy set and records its snapshots in disk
 // order.
 func (r *vmRun) selectCopy(ctx context.Context) error {
-	all, err := r.opts.Copies.Copies(ctx, r.p.Name, r.vm.Name)
+	all, err := r.copies.Copies(ctx, r.p.Name, r.vm.Name)
 	if err != nil {
 		return err
 	}
@@ -304,50 +459,47 @@ func (r *vmRun) selectCopy(ctx context.Context) error {
 	for i, c := range chosen {
 		ids[i] = c.SnapshotID
 	}
-	if err := orchestrate.SetOutput(ctx, "point", chosen[0].RecoveryPoint); err != nil {
-		return err
-	}
-	if err := orchestrate.SetOutput(ctx, "pointTime", chosen[0].PointTime.Format(time.RFC3339)); err != nil {
-		return err
-	}
-	return orchestrate.SetOutput(ctx, "snapshots", strings.Join(ids, ","))
-}
-
-func list(ctx context.Context, step, key string) []string {
-	v, _ := orchestrate.Output(ctx, step, key)
-	if v == "" {
-		return nil
-	}
-	return strings.Split(v, ",")
+	return orchestrate.Put(ctx, copyKey, copySet{Point: chosen[0].RecoveryPoint, PointTime: chosen[0].PointTime, Snapshots: ids})
 }
 
 // volumes makes a volume from each snapshot.
 func (r *vmRun) volumes(ctx context.Context) error {
-	snaps := list(ctx, sid(r.vm.Name, "select"), "snapshots")
-	vols := make([]string, len(snaps))
-	for i, snap := range snaps {
-		v, err := r.opts.Launcher.CreateVolume(ctx, draas.VolumeRequest{
+	runID, err := get(ctx, r, runStep, runIDKey)
+	if err != nil {
+		return err
+	}
+	set, err := get(ctx, r, stepSelect, copyKey)
+	if err != nil {
+		return err
+	}
+	vols := make([]string, len(set.Snapshots))
+	for i, snap := range set.Snapshots {
+		v, err := r.launcher.CreateVolume(ctx, draas.VolumeRequest{
 			SnapshotID:  snap,
-			Tags:        r.tags(ctx),
-			ClientToken: r.token(ctx, "volume/"+snap),
+			Tags:        r.tags(runID),
+			ClientToken: r.token(runID, "volume/"+snap),
 		})
 		if err != nil {
 			return fmt.Errorf("volume from DR copy %s: %w", snap, err)
 		}
 		vols[i] = v
 	}
-	return orchestrate.SetOutput(ctx, "volumes", strings.Join(vols, ","))
+	return orchestrate.Put(ctx, volumesKey, vols)
 }
 
 func (r *vmRun) prepare(ctx context.Context) error {
 	if r.opts.Preparer == nil {
-		return orchestrate.SetOutput(ctx, "skipped", "no guest preparer configured")
+		return orchestrate.Put(ctx, skippedKey, "no guest preparer configured")
 	}
-	changes, err := r.opts.Preparer.PrepareVolumes(ctx, r.vm, list(ctx, sid(r.vm.Name, "volumes"), "volumes"))
+	vols, err := get(ctx, r, stepVolumes, volumesKey)
 	if err != nil {
 		return err
 	}
-	return orchestrate.SetOutput(ctx, "changes", string(changes))
+	changes, err := r.opts.Preparer.PrepareVolumes(ctx, r.vm, vols)
+	if err != nil {
+		return err
+	}
+	return orchestrate.Put(ctx, changesKey, string(changes))
 }
 
 // UserData returns the user data that runs vm's boot scripts once at first
@@ -376,7 +528,14 @@ func UserData(vm plan.VM) []byte {
 }
 
 func (r *vmRun) launch(ctx context.Context) error {
-	vols := list(ctx, sid(r.vm.Name, "volumes"), "volumes")
+	runID, err := get(ctx, r, runStep, runIDKey)
+	if err != nil {
+		return err
+	}
+	vols, err := get(ctx, r, stepVolumes, volumesKey)
+	if err != nil {
+		return err
+	}
 	if len(vols) == 0 {
 		return fmt.Errorf("VM %s has no volumes", r.vm.Name)
 	}
@@ -388,35 +547,30 @@ func (r *vmRun) launch(ctx context.Context) error {
 		SecurityGroupIDs: r.p.SecurityGroups(r.vm),
 		PrivateIP:        r.vm.PrivateIP,
 		UserData:         UserData(r.vm),
-		Tags:             r.tags(ctx),
+		Tags:             r.tags(runID),
 		RootVolumeID:     vols[0],
 		DataVolumeIDs:    vols[1:],
-		ClientToken:      r.token(ctx, "instance"),
+		ClientToken:      r.token(runID, "instance"),
 	}
-	if r.opts.Mode == Drill {
+	if r.mode == Drill {
 		// Never a production subnet, security group or address.
 		req.Name += "-drill"
 		req.SubnetID, req.SecurityGroupIDs, req.PrivateIP = r.p.Drill.Subnet, r.p.Drill.SecurityGroups, ""
 	}
-	inst, err := r.opts.Launcher.Launch(ctx, req)
+	inst, err := r.launcher.Launch(ctx, req)
 	if err != nil {
 		return err
 	}
-	if err := orchestrate.SetOutput(ctx, "instance", inst.ID); err != nil {
-		return err
-	}
-	return orchestrate.SetOutput(ctx, "ip", inst.PrivateIP)
-}
-
-func (r *vmRun) instance(ctx context.Context) draas.Instance {
-	id, _ := orchestrate.Output(ctx, sid(r.vm.Name, "launch"), "instance")
-	ip, _ := orchestrate.Output(ctx, sid(r.vm.Name, "launch"), "ip")
-	return draas.Instance{ID: id, PrivateIP: ip}
+	// Only what the later steps and the report use.
+	return orchestrate.Put(ctx, instanceKey, draas.Instance{ID: inst.ID, PrivateIP: inst.PrivateIP})
 }
 
 // healthy waits until the EC2 status checks and every health check pass.
 func (r *vmRun) healthy(ctx context.Context) error {
-	inst := r.instance(ctx)
+	inst, err := get(ctx, r, stepLaunch, instanceKey)
+	if err != nil {
+		return err
+	}
 	checks := r.vm.HealthChecks
 	if len(checks) == 0 {
 		checks = []plan.HealthCheck{{EC2: true}}
@@ -434,7 +588,7 @@ func (r *vmRun) healthy(ctx context.Context) error {
 		last = nil
 		for _, hc := range checks {
 			if hc.EC2 {
-				st, err := r.opts.Launcher.Status(ctx, inst.ID)
+				st, err := r.launcher.Status(ctx, inst.ID)
 				if err != nil {
 					last = err
 				} else if !st.SystemOK || !st.InstanceOK {
@@ -459,7 +613,7 @@ func (r *vmRun) healthy(ctx context.Context) error {
 }
 
 func (r *vmRun) zone() string {
-	if r.opts.Mode == Drill {
+	if r.mode == Drill {
 		return r.p.Drill.DNSZone
 	}
 	return r.p.DNS.Zone
@@ -494,25 +648,30 @@ func (r *vmRun) records(ip string) []draas.Record {
 // dies right after the update.
 func (r *vmRun) readDNS(ctx context.Context) error {
 	dns := r.dns()
+	var previous []draas.Record
 	for _, rec := range r.records("") {
 		prev, err := dns.Lookup(ctx, rec.Zone, rec.Name, rec.Type)
 		switch {
+		case err == nil && len(prev.Values) > 0:
+			rec.Values = prev.Values
+			previous = append(previous, rec)
 		case err == nil:
-			if err := orchestrate.SetOutput(ctx, "previous "+rec.Type+" "+rec.Name, strings.Join(prev.Values, ",")); err != nil {
-				return err
-			}
 		case errors.Is(err, draas.ErrNotFound):
 		default:
 			return fmt.Errorf("read %s before pointing it at VM %s: %w", rec.Name, r.vm.Name, err)
 		}
 	}
-	return nil
+	return orchestrate.Put(ctx, previousKey, previous)
 }
 
 // updateDNS points the VM's records at its instance.
 func (r *vmRun) updateDNS(ctx context.Context) error {
+	inst, err := get(ctx, r, stepLaunch, instanceKey)
+	if err != nil {
+		return err
+	}
 	dns := r.dns()
-	for _, rec := range r.records(r.instance(ctx).PrivateIP) {
+	for _, rec := range r.records(inst.PrivateIP) {
 		if err := dns.Upsert(ctx, rec); err != nil {
 			return fmt.Errorf("point %s at VM %s: %w", rec.Name, r.vm.Name, err)
 		}

@@ -37,8 +37,20 @@ type env struct {
 	ec2    *awsec2.Client
 	zoneID string
 	plan   *plan.Plan
-	opts   failover.Options
-	disks  map[string][]byte
+	// launcher and copies are the Runner's required collaborators; opts
+	// its options.
+	launcher *ec2.Launcher
+	copies   *ebs.Copies
+	opts     failover.Options
+	disks    map[string][]byte
+}
+
+// runner returns a Runner with the env's collaborators and opts.
+func (e *env) runner(opts failover.Options) *failover.Runner {
+	e.t.Helper()
+	r, err := failover.New(e.launcher, e.copies, opts)
+	require.NoError(e.t, err)
+	return r
 }
 
 const planYAML = `name: shop
@@ -102,9 +114,9 @@ func newEnv(t *testing.T) *env {
 	require.NoError(t, err)
 	e.zoneID = aws.ToString(zone.HostedZone.Id)
 
+	e.launcher = ec2.New(e.ec2, ec2.Options{ImageID: srv.DefaultImageID(), AvailabilityZone: az, PollInterval: time.Millisecond})
+	e.copies = ebs.NewCopies(srv.EBS(), e.ec2, ebs.CopiesOptions{})
 	e.opts = failover.Options{
-		Launcher:     ec2.New(e.ec2, ec2.Options{ImageID: srv.DefaultImageID(), AvailabilityZone: az, PollInterval: time.Millisecond}),
-		Copies:       ebs.NewCopies(srv.EBS(), e.ec2, ebs.CopiesOptions{}),
 		DNS:          route53.New(srv.Route53(), route53.Options{PollInterval: time.Millisecond}),
 		Prober:       guests(t),
 		PollInterval: 5 * time.Millisecond,
@@ -182,7 +194,7 @@ func TestThreeTierFailover(t *testing.T) {
 	o := &order{start: map[string]time.Time{}, end: map[string]time.Time{}}
 	opts := e.opts
 	opts.Events = o.events
-	rep, err := failover.Run(ctx, e.plan, opts)
+	rep, err := e.runner(opts).Run(ctx, e.plan, failover.Failover)
 	require.NoError(t, err)
 	require.Len(t, rep.VMs, 3)
 
@@ -235,12 +247,15 @@ func TestKillMidFailoverThenResume(t *testing.T) {
 			cancel() // killed while app is launching
 		}
 	}
-	_, err := failover.Run(cctx, e.plan, opts)
+	_, err := e.runner(opts).Run(cctx, e.plan, failover.Failover)
 	require.ErrorIs(t, err, context.Canceled)
+	first, err := failover.JournalRunID(ctx, journal)
+	require.NoError(t, err)
 
 	opts.Events = nil
-	rep, err := failover.Run(ctx, e.plan, opts)
+	rep, err := e.runner(opts).Run(ctx, e.plan, failover.Failover)
 	require.NoError(t, err)
+	assert.Equal(t, first, rep.RunID, "the resumed run keeps the first run's ID")
 	for _, v := range rep.VMs {
 		assert.True(t, v.Up, v.VM)
 	}
@@ -264,10 +279,9 @@ func TestDrillLeavesNoTraceAndSparesProductionDNS(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t)
 	before := e.srv.Calls("ChangeResourceRecordSets")
-	opts := e.opts
-	opts.Mode = failover.Drill
+	r := e.runner(e.opts)
 	instancesBefore := len(instancesOf(e.srv))
-	rep, err := failover.Run(ctx, e.plan, opts)
+	rep, err := r.Run(ctx, e.plan, failover.Drill)
 	require.NoError(t, err)
 	assert.Equal(t, "drill", rep.Mode)
 	assert.Equal(t, before, e.srv.Calls("ChangeResourceRecordSets"), "a drill never changes production DNS")
@@ -277,8 +291,8 @@ func TestDrillLeavesNoTraceAndSparesProductionDNS(t *testing.T) {
 	}
 	assert.Len(t, instancesOf(e.srv), instancesBefore+3)
 
-	require.NoError(t, failover.Cleanup(ctx, rep, opts))
-	require.NoError(t, failover.Cleanup(ctx, rep, opts), "cleanup can be repeated")
+	require.NoError(t, r.Cleanup(ctx, rep))
+	require.NoError(t, r.Cleanup(ctx, rep), "cleanup can be repeated")
 	assert.Len(t, instancesOf(e.srv), instancesBefore, "no drill instance left")
 	for _, v := range e.srv.Volumes() {
 		assert.NotContains(t, v.Tags, draas.TagDrill, "no drill volume left: %s is %s", v.ID, v.State)
@@ -292,13 +306,13 @@ func TestDrillLeavesNoTraceAndSparesProductionDNS(t *testing.T) {
 	assert.Equal(t, 3, snaps, "the DR copies are untouched")
 
 	// Cleanup refuses a real failover's report.
-	err = failover.Cleanup(ctx, &failover.Report{Mode: "failover"}, opts)
+	err = r.Cleanup(ctx, &failover.Report{Mode: "failover"})
 	require.ErrorIs(t, err, draas.ErrInvalid)
 }
 
 func TestDryRunMatchesOrder(t *testing.T) {
 	e := newEnv(t)
-	g, err := failover.Compile(e.plan, e.opts)
+	g, err := e.runner(e.opts).Compile(e.plan, failover.Failover)
 	require.NoError(t, err)
 	sched, err := orchestrate.Plan(context.Background(), g, orchestrate.Options{Parallelism: 1})
 	require.NoError(t, err)
@@ -310,7 +324,7 @@ func TestDryRunMatchesOrder(t *testing.T) {
 func TestMissingDRCopy(t *testing.T) {
 	e := newEnv(t)
 	e.plan.VMs[0].RecoveryPoint = "no-such-point"
-	rep, err := failover.Run(context.Background(), e.plan, e.opts)
+	rep, err := e.runner(e.opts).Run(context.Background(), e.plan, failover.Failover)
 	require.ErrorIs(t, err, failover.ErrFailed)
 	require.ErrorIs(t, err, draas.ErrNotFound)
 	db, _ := rep.VM("db")
@@ -319,4 +333,52 @@ func TestMissingDRCopy(t *testing.T) {
 	web, _ := rep.VM("web")
 	assert.False(t, web.Up, "dependents of a failed VM do not start")
 	assert.Empty(t, instancesOf(e.srv))
+}
+
+func TestNewNeedsLauncherAndCopies(t *testing.T) {
+	e := newEnv(t)
+	_, err := failover.New(nil, e.copies, failover.Options{})
+	require.ErrorIs(t, err, draas.ErrInvalid)
+	assert.Contains(t, err.Error(), "failover.New: launcher is nil")
+	_, err = failover.New(e.launcher, nil, failover.Options{})
+	require.ErrorIs(t, err, draas.ErrInvalid)
+	assert.Contains(t, err.Error(), "failover.New: copies is nil")
+	_, err = failover.New(e.launcher, e.copies, failover.Options{Parallelism: -1})
+	require.ErrorIs(t, err, draas.ErrInvalid)
+
+	// A nil Runner is an error, never a panic.
+	var r *failover.Runner
+	require.ErrorIs(t, r.Cleanup(context.Background(), &failover.Report{Mode: "drill"}), draas.ErrInvalid)
+	_, err = r.Run(context.Background(), e.plan, failover.Drill)
+	require.ErrorIs(t, err, draas.ErrInvalid)
+	// So is a zero one.
+	require.ErrorIs(t, new(failover.Runner).Cleanup(context.Background(), &failover.Report{Mode: "drill"}), draas.ErrInvalid)
+	_, err = new(failover.Runner).Compile(e.plan, failover.Drill)
+	require.ErrorIs(t, err, draas.ErrInvalid)
+}
+
+func TestCompileChecksPlanAgainstOptions(t *testing.T) {
+	e := newEnv(t)
+	opts := e.opts
+	opts.DNS = nil
+	_, err := e.runner(opts).Compile(e.plan, failover.Failover)
+	require.ErrorIs(t, err, draas.ErrInvalid)
+	assert.Contains(t, err.Error(), "Options.DNS is not set")
+	// A drill needs no production DNS.
+	_, err = e.runner(opts).Compile(e.plan, failover.Drill)
+	require.NoError(t, err)
+	_, err = e.runner(e.opts).Compile(e.plan, failover.Mode(7))
+	require.ErrorIs(t, err, draas.ErrInvalid)
+	_, err = e.runner(e.opts).Compile(nil, failover.Failover)
+	require.ErrorIs(t, err, draas.ErrInvalid)
+}
+
+// TestCleanupDrillRecordsNeedDrillDNS: a drill's records are removed with
+// Options.DrillDNS; without it, Cleanup says so instead of panicking.
+func TestCleanupDrillRecordsNeedDrillDNS(t *testing.T) {
+	e := newEnv(t)
+	rep := &failover.Report{Mode: "drill", RunID: "r1", VMs: []failover.VMReport{{VM: "db", Records: []draas.Record{{Zone: "drill.example.", Name: "db.drill.example.", Type: "A"}}}}}
+	err := e.runner(failover.Options{}).Cleanup(context.Background(), rep)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "Options.DrillDNS is not set")
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/opendraas/draas"
@@ -71,21 +70,23 @@ func (r *Report) VM(name string) (VMReport, bool) {
 	return VMReport{}, false
 }
 
-// Run fails the plan over (or drills it, per opts.Mode) and returns the
-// report. The error is nil only if every VM came up; a VM that failed
-// stops the VMs that depend on it while independent VMs continue.
-func Run(ctx context.Context, p *plan.Plan, opts Options) (*Report, error) {
-	g, err := Compile(p, opts)
+// Run fails the plan over (or drills it, per mode) and returns the report.
+// The error is nil only if every VM came up; a VM that failed stops the VMs
+// that depend on it while independent VMs continue, and the report (with an
+// error wrapping [ErrFailed]) says which and why. An invalid plan or mode is
+// an error wrapping [draas.ErrInvalid] and no report.
+func (r *Runner) Run(ctx context.Context, p *plan.Plan, mode Mode) (*Report, error) {
+	g, err := r.Compile(p, mode)
 	if err != nil {
 		return nil, err
 	}
 	rep, runErr := orchestrate.Run(ctx, g, orchestrate.Options{
-		Parallelism:   opts.Parallelism,
+		Parallelism:   r.opts.Parallelism,
 		FailurePolicy: orchestrate.ContinueIndependent,
-		Journal:       opts.Journal,
-		Events:        opts.Events,
+		Journal:       r.opts.Journal,
+		Events:        r.opts.Events,
 	})
-	out := buildReport(p, opts, rep)
+	out := r.report(p, mode, rep)
 	if runErr != nil {
 		if errors.Is(runErr, draas.ErrInvalid) && len(rep.Steps) == 0 {
 			return nil, runErr
@@ -95,8 +96,10 @@ func Run(ctx context.Context, p *plan.Plan, opts Options) (*Report, error) {
 	return out, nil
 }
 
-func buildReport(p *plan.Plan, opts Options, rep orchestrate.Report) *Report {
-	out := &Report{Plan: p.Name, Mode: opts.Mode.String(), Start: rep.Start, End: rep.End,
+// report builds the run's report from the orchestration's and the steps'
+// outputs.
+func (r *Runner) report(p *plan.Plan, mode Mode, rep orchestrate.Report) *Report {
+	out := &Report{Plan: p.Name, Mode: mode.String(), Start: rep.Start, End: rep.End,
 		CriticalPath: rep.CriticalPath, CriticalPathDuration: rep.CriticalPathDuration}
 	steps := map[string]orchestrate.StepReport{}
 	for _, s := range rep.Steps {
@@ -107,39 +110,44 @@ func buildReport(p *plan.Plan, opts Options, rep orchestrate.Report) *Report {
 			out.Start = s.Start
 		}
 	}
-	out.RunID = steps[runStep].Outputs["id"]
+	out.RunID = output(steps[runStep], runIDKey)
 	for _, vm := range p.VMs {
 		vr := VMReport{VM: vm.Name}
 		var last orchestrate.StepReport
-		for _, name := range []string{"select", "volumes", "prepare", "launch", "healthy", "dns-before", "dns"} {
-			s, ok := steps[sid(vm.Name, name)]
+		var previous []draas.Record
+		for _, st := range vmSteps {
+			s, ok := steps[sid(vm.Name, st.name)]
 			if !ok {
 				continue
 			}
-			st := Step{Name: name, Status: s.Status, Start: s.Start, End: s.End, Attempts: s.Attempts}
+			step := Step{Name: st.name, Status: s.Status, Start: s.Start, End: s.End, Attempts: s.Attempts}
 			if !s.End.IsZero() && !s.Start.IsZero() {
-				st.Duration = s.End.Sub(s.Start)
+				step.Duration = s.End.Sub(s.Start)
 			}
 			if s.Err != nil {
-				st.Error = s.Err.Error()
+				step.Error = s.Err.Error()
 				if vr.Error == "" {
-					vr.Error = fmt.Sprintf("%s: %v", name, s.Err)
+					vr.Error = fmt.Sprintf("%s: %v", st.name, s.Err)
 				}
 			}
-			vr.Steps = append(vr.Steps, st)
+			vr.Steps = append(vr.Steps, step)
 			last = s
-			switch name {
-			case "select":
-				vr.RecoveryPoint = s.Outputs["point"]
-				vr.PointTime, _ = time.Parse(time.RFC3339, s.Outputs["pointTime"])
-			case "volumes":
-				if v := s.Outputs["volumes"]; v != "" {
-					vr.VolumeIDs = strings.Split(v, ",")
-				}
-			case "prepare":
-				vr.GuestChanges = s.Outputs["changes"]
-			case "launch":
-				vr.InstanceID, vr.PrivateIP = s.Outputs["instance"], s.Outputs["ip"]
+			if s.Status != orchestrate.Succeeded && s.Status != orchestrate.Resumed {
+				continue
+			}
+			switch st.name {
+			case stepSelect:
+				set := output(s, copyKey)
+				vr.RecoveryPoint, vr.PointTime = set.Point, set.PointTime
+			case stepVolumes:
+				vr.VolumeIDs = output(s, volumesKey)
+			case stepPrepare:
+				vr.GuestChanges = output(s, changesKey)
+			case stepLaunch:
+				inst := output(s, instanceKey)
+				vr.InstanceID, vr.PrivateIP = inst.ID, inst.PrivateIP
+			case stepDNSBefore:
+				previous = output(s, previousKey)
 			}
 		}
 		if last.Status == orchestrate.Succeeded || last.Status == orchestrate.Resumed {
@@ -150,29 +158,35 @@ func buildReport(p *plan.Plan, opts Options, rep orchestrate.Report) *Report {
 			out.RTO = max(out.RTO, vr.Ready)
 		}
 		if vr.PrivateIP != "" {
-			r := &vmRun{p: p, vm: vm, opts: opts}
-			if r.dns() != nil {
-				vr.Records = r.records(vr.PrivateIP)
+			v := &vmRun{Runner: r, p: p, vm: vm, mode: mode}
+			if v.dns() != nil {
+				vr.Records = v.records(vr.PrivateIP)
 			}
-			outs := steps[sid(vm.Name, "dns-before")].Outputs
-			for _, rec := range vr.Records {
-				if prev := outs["previous "+rec.Type+" "+rec.Name]; prev != "" {
-					rec.Values = strings.Split(prev, ",")
-					vr.PreviousRecords = append(vr.PreviousRecords, rec)
-				}
-			}
+			vr.PreviousRecords = previous
 		}
 		out.VMs = append(out.VMs, vr)
 	}
 	return out
 }
 
+// output returns the value of k a step recorded, or the zero value: the
+// steps that read it fail on a missing or mistyped value, which the report
+// shows.
+func output[T any](s orchestrate.StepReport, k orchestrate.Key[T]) T {
+	v, _, _ := k.From(s.Outputs)
+	return v
+}
+
 // Cleanup removes what a drill made, as its report records it: the drill
 // zone's records, the instances, then the volumes. It never touches
 // anything the report does not name, and refuses a failover's report (a
 // failover is not cleaned up: it is the new production). Deleting what is
-// already gone is not an error, so Cleanup can be repeated.
-func Cleanup(ctx context.Context, rep *Report, opts Options) error {
+// already gone is not an error, so Cleanup can be repeated. Records need
+// Options.DrillDNS.
+func (r *Runner) Cleanup(ctx context.Context, rep *Report) error {
+	if !r.valid() {
+		return errNilRunner
+	}
 	if rep == nil {
 		return draas.Invalidf("failover: Cleanup needs the drill's report")
 	}
@@ -182,25 +196,25 @@ func Cleanup(ctx context.Context, rep *Report, opts Options) error {
 	var errs []error
 	for _, vm := range rep.VMs {
 		for _, rec := range vm.Records {
-			if opts.DrillDNS == nil {
+			if r.opts.DrillDNS == nil {
 				errs = append(errs, fmt.Errorf("drill record %s: Options.DrillDNS is not set", rec.Name))
 				continue
 			}
-			if err := opts.DrillDNS.Delete(ctx, rec); err != nil {
+			if err := r.opts.DrillDNS.Delete(ctx, rec); err != nil {
 				errs = append(errs, fmt.Errorf("delete drill record %s: %w", rec.Name, err))
 			}
 		}
 	}
 	for _, vm := range rep.VMs {
 		if vm.InstanceID != "" {
-			if err := opts.Launcher.Terminate(ctx, vm.InstanceID); err != nil {
+			if err := r.launcher.Terminate(ctx, vm.InstanceID); err != nil {
 				errs = append(errs, fmt.Errorf("terminate drill instance %s of %s: %w", vm.InstanceID, vm.VM, err))
 			}
 		}
 	}
 	for _, vm := range rep.VMs {
 		for _, v := range vm.VolumeIDs {
-			if err := opts.Launcher.DeleteVolume(ctx, v); err != nil {
+			if err := r.launcher.DeleteVolume(ctx, v); err != nil {
 				errs = append(errs, fmt.Errorf("delete drill volume %s of %s: %w", v, vm.VM, err))
 			}
 		}

@@ -21,9 +21,10 @@
 // With a [Journal] (for example a [FileJournal]), every step that finishes is
 // recorded durably before its dependents start; a run with the same journal
 // after a crash or a cancellation skips the recorded steps (status
-// [Resumed]) and runs the rest. Steps pass small results (an instance ID) to
-// their dependents with [SetOutput] and [Output]; outputs are journaled, so
-// they survive a resume.
+// [Resumed]) and runs the rest. Steps pass small typed results (an
+// instance, a list of volume IDs) to their dependents with [Put] and [Get],
+// under a [Key] each workflow declares once; outputs are journaled as JSON,
+// so they survive a resume.
 //
 // Progress is an [Event] stream (Options.Events); the [Report] returned by
 // Run holds each step's outcome, times and attempts, and the run's critical

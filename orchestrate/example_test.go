@@ -20,28 +20,38 @@ func Example() {
 	defer os.RemoveAll(dir)
 	journal := orchestrate.NewFileJournal(filepath.Join(dir, "failover.journal"))
 
+	// The steps' outputs, declared once with their types.
+	volume := orchestrate.NewKey[string]("volume")
+	instance := orchestrate.NewKey[string]("instance")
+
 	var g orchestrate.Graph
 	steps := []orchestrate.Step{{
 		ID:     "web/volume",
 		Labels: map[string]string{"vm": "web"},
 		Run: func(ctx context.Context) error {
 			// Create an EBS volume from the latest DR copy.
-			return orchestrate.SetOutput(ctx, "volume", "vol-0abc")
+			return orchestrate.Put(ctx, volume, "vol-0abc")
 		},
 	}, {
 		ID:     "web/launch",
 		Deps:   []string{"web/volume"},
 		Labels: map[string]string{"vm": "web"},
 		Run: func(ctx context.Context) error {
-			vol, _ := orchestrate.Output(ctx, "web/volume", "volume")
+			vol, err := orchestrate.Get(ctx, "web/volume", volume)
+			if err != nil {
+				return err
+			}
 			fmt.Println("launching an instance with", vol)
-			return orchestrate.SetOutput(ctx, "instance", "i-0123")
+			return orchestrate.Put(ctx, instance, "i-0123")
 		},
 	}, {
 		ID:   "web/dns",
 		Deps: []string{"web/launch"},
 		Run: func(ctx context.Context) error {
-			inst, _ := orchestrate.Output(ctx, "web/launch", "instance")
+			inst, err := orchestrate.Get(ctx, "web/launch", instance)
+			if err != nil {
+				return err
+			}
 			fmt.Println("pointing web.example.com at", inst)
 			return nil
 		},

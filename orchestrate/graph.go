@@ -46,13 +46,13 @@ type Step struct {
 	// Run does the step's work. Its context is cancelled when the run is
 	// cancelled, when another step fails under [StopAll], or when the
 	// attempt times out. Run may record small results for its dependents
-	// with [SetOutput] and read its dependencies' results with [Output].
+	// with [Put] and read its dependencies' results with [Get].
 	// Required.
 	Run func(ctx context.Context) error
 	// Undo, if set, reverses a Run that succeeded (delete the volume Run
 	// created). It is called only during rollback (see Options.Rollback),
 	// with the same Timeout and Retry as Run, and may read the step's own
-	// outputs with [Output].
+	// outputs with [Get].
 	Undo func(ctx context.Context) error
 	// Labels are free-form attributes copied into events, reports and plans
 	// (for example "vm": "web-1", "kind": "launch").

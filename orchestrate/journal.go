@@ -46,8 +46,10 @@ type Entry struct {
 	End   time.Time `json:"end"`
 	// Attempts is the number of attempts it took.
 	Attempts int `json:"attempts"`
-	// Outputs are the values the step recorded with [SetOutput].
-	Outputs map[string]string `json:"outputs,omitempty"`
+	// Outputs are the values the step recorded with [Put], each as JSON.
+	// Entries written before outputs were typed hold plain strings, which
+	// read as JSON strings: a [Key] of type string reads them.
+	Outputs Outputs `json:"outputs,omitempty"`
 }
 
 // finished folds journal entries into the last "finished" entry per step,

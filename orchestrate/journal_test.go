@@ -2,6 +2,7 @@ package orchestrate_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -15,6 +16,13 @@ import (
 	"github.com/opendraas/draas/orchestrate"
 )
 
+// The keys of the steps' outputs in these tests.
+var (
+	volumeKey   = orchestrate.NewKey[string]("volume")
+	instanceKey = orchestrate.NewKey[string]("instance")
+	idKey       = orchestrate.NewKey[string]("id")
+)
+
 func TestResumeAfterKill(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "failover.journal")
 	tr := newTracker()
@@ -24,7 +32,7 @@ func TestResumeAfterKill(t *testing.T) {
 	var launchSaw, dnsSaw string
 	g := mustAdd(t,
 		tr.step("volume", nil, func(ctx context.Context) error {
-			return orchestrate.SetOutput(ctx, "volume", "vol-0abc")
+			return orchestrate.Put(ctx, volumeKey, "vol-0abc")
 		}),
 		tr.step("other-vm", nil, nil),
 		tr.step("launch", []string{"volume"}, func(ctx context.Context) error {
@@ -34,12 +42,12 @@ func TestResumeAfterKill(t *testing.T) {
 				<-ctx.Done()
 				return ctx.Err()
 			}
-			launchSaw, _ = orchestrate.Output(ctx, "volume", "volume")
-			return orchestrate.SetOutput(ctx, "instance", "i-0123")
+			launchSaw, _ = orchestrate.Get(ctx, "volume", volumeKey)
+			return orchestrate.Put(ctx, instanceKey, "i-0123")
 		}),
 		tr.step("dns", []string{"launch"}, func(ctx context.Context) error {
-			dnsSaw, _ = orchestrate.Output(ctx, "volume", "volume")
-			inst, _ := orchestrate.Output(ctx, "launch", "instance")
+			dnsSaw, _ = orchestrate.Get(ctx, "volume", volumeKey)
+			inst, _ := orchestrate.Get(ctx, "launch", instanceKey)
 			dnsSaw += "/" + inst
 			return nil
 		}),
@@ -77,7 +85,7 @@ func TestResumeAfterKill(t *testing.T) {
 	assert.Equal(t, "vol-0abc/i-0123", dnsSaw)
 	assert.Equal(t, []orchestrate.EventKind{orchestrate.EventResumed}, ev.kinds("volume"))
 	v, _ := rep.Step("volume")
-	assert.Equal(t, map[string]string{"volume": "vol-0abc"}, v.Outputs)
+	assert.Equal(t, orchestrate.Outputs{"volume": json.RawMessage(`"vol-0abc"`)}, v.Outputs)
 	assert.False(t, v.Start.IsZero())
 
 	// A third run has nothing left to do.
@@ -98,7 +106,7 @@ func TestFileJournalTornWrite(t *testing.T) {
 	assert.Empty(t, entries)
 
 	now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
-	require.NoError(t, j.Append(ctx, orchestrate.Entry{Step: "a", Start: now, End: now.Add(time.Second), Attempts: 1, Outputs: map[string]string{"k": "v"}}))
+	require.NoError(t, j.Append(ctx, orchestrate.Entry{Step: "a", Start: now, End: now.Add(time.Second), Attempts: 1, Outputs: orchestrate.Outputs{"k": json.RawMessage(`"v"`)}}))
 	// A crash in the middle of the next append leaves half a line.
 	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
 	require.NoError(t, err)
@@ -111,7 +119,7 @@ func TestFileJournalTornWrite(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, entries, 1)
 	assert.Equal(t, "a", entries[0].Step)
-	assert.Equal(t, map[string]string{"k": "v"}, entries[0].Outputs)
+	assert.Equal(t, orchestrate.Outputs{"k": json.RawMessage(`"v"`)}, entries[0].Outputs)
 	assert.True(t, entries[0].End.Equal(now.Add(time.Second)))
 
 	require.NoError(t, j.Append(ctx, orchestrate.Entry{Step: "c", Attempts: 2}))
@@ -182,9 +190,9 @@ func TestRollbackUndoesResumedSteps(t *testing.T) {
 	var deleted string
 	g := mustAdd(t,
 		orchestrate.Step{ID: "volume",
-			Run: func(ctx context.Context) error { return orchestrate.SetOutput(ctx, "id", "vol-1") },
+			Run: func(ctx context.Context) error { return orchestrate.Put(ctx, idKey, "vol-1") },
 			Undo: func(ctx context.Context) error {
-				deleted, _ = orchestrate.Output(ctx, "volume", "id")
+				deleted, _ = orchestrate.Get(ctx, "volume", idKey)
 				return nil
 			},
 		},
@@ -206,4 +214,69 @@ func TestRollbackUndoesResumedSteps(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, entries, 2)
 	assert.True(t, entries[1].Undone)
+}
+
+// TestTypedOutputsSurviveResume records structured outputs in a FileJournal
+// and reads them in a later run, through a new journal on the same file.
+func TestTypedOutputsSurviveResume(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "j")
+	type volumes struct {
+		IDs  []string      `json:"ids"`
+		Took time.Duration `json:"took"`
+	}
+	volumesKey := orchestrate.NewKey[volumes]("volumes")
+	countKey := orchestrate.NewKey[int64]("bytes")
+	fail := true
+	var got volumes
+	var n int64
+	g := mustAdd(t,
+		orchestrate.Step{ID: "volumes", Run: func(ctx context.Context) error {
+			if err := orchestrate.Put(ctx, countKey, 1<<40); err != nil {
+				return err
+			}
+			return orchestrate.Put(ctx, volumesKey, volumes{IDs: []string{"vol-1", "vol-2"}, Took: time.Second})
+		}},
+		orchestrate.Step{ID: "launch", Deps: []string{"volumes"}, Retry: noRetry, Run: func(ctx context.Context) error {
+			if fail {
+				return errBoom
+			}
+			var err error
+			if got, err = orchestrate.Get(ctx, "volumes", volumesKey); err != nil {
+				return err
+			}
+			n, err = orchestrate.Get(ctx, "volumes", countKey)
+			return err
+		}},
+	)
+	_, err := orchestrate.Run(context.Background(), g, orchestrate.Options{Journal: orchestrate.NewFileJournal(path)})
+	require.ErrorIs(t, err, errBoom)
+	fail = false
+	rep, err := orchestrate.Run(context.Background(), g, orchestrate.Options{Journal: orchestrate.NewFileJournal(path)})
+	require.NoError(t, err)
+	assert.Equal(t, orchestrate.Resumed, rep.Steps[0].Status)
+	assert.Equal(t, volumes{IDs: []string{"vol-1", "vol-2"}, Took: time.Second}, got, "a resumed step's outputs reach its dependents")
+	assert.Equal(t, int64(1<<40), n)
+	v, ok, err := volumesKey.From(rep.Steps[0].Outputs)
+	require.NoError(t, err)
+	assert.True(t, ok)
+	assert.Equal(t, got, v, "the report holds the resumed step's outputs")
+}
+
+// TestJournalReadsUntypedEntries resumes from a journal written when outputs
+// were plain strings: they read as JSON strings.
+func TestJournalReadsUntypedEntries(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "j")
+	require.NoError(t, os.WriteFile(path, []byte(`{"step":"run","start":"2026-01-01T00:00:00Z","end":"2026-01-01T00:00:01Z","attempts":1,"outputs":{"id":"0a1b2c"}}`+"\n"), 0o644))
+	var id string
+	g := mustAdd(t,
+		orchestrate.Step{ID: "run", Run: func(ctx context.Context) error { return errBoom }},
+		orchestrate.Step{ID: "next", Deps: []string{"run"}, Run: func(ctx context.Context) error {
+			var err error
+			id, err = orchestrate.Get(ctx, "run", idKey)
+			return err
+		}},
+	)
+	_, err := orchestrate.Run(context.Background(), g, orchestrate.Options{Journal: orchestrate.NewFileJournal(path)})
+	require.NoError(t, err)
+	assert.Equal(t, "0a1b2c", id)
 }

@@ -78,8 +78,10 @@ type StepReport struct {
 	// Err is the last attempt's error (Failed, Cancelled), or why the step
 	// was skipped; nil otherwise.
 	Err error `json:"-"`
-	// Outputs are the values the step recorded with [SetOutput].
-	Outputs map[string]string `json:"outputs,omitempty"`
+	// Outputs are the values the step recorded with [Put] (for a step that
+	// failed or was cancelled, what its attempts recorded); [Key.From]
+	// reads one.
+	Outputs Outputs `json:"outputs,omitempty"`
 	// Undo is what rollback did with the step; nil if rollback did not
 	// consider it (no rollback, no Undo, or the step did not succeed).
 	Undo *UndoReport `json:"undo,omitempty"`

@@ -144,9 +144,9 @@ type runner struct {
 	// cut short: if ctx is done, Run's error then says so.
 	interrupted bool
 
-	// outMu guards outputs, the values steps recorded with SetOutput.
+	// outMu guards outputs, the values steps recorded with Put.
 	outMu   sync.Mutex
-	outputs []map[string]string
+	outputs []Outputs
 
 	// emitMu serialises calls of opts.Events.
 	emitMu sync.Mutex
@@ -155,7 +155,7 @@ type runner struct {
 }
 
 func newRunner(d *dag, opts Options) *runner {
-	r := &runner{dag: d, opts: opts, now: opts.Clock, outputs: make([]map[string]string, len(d.nodes)), seq: make([]int, len(d.nodes))}
+	r := &runner{dag: d, opts: opts, now: opts.Clock, outputs: make([]Outputs, len(d.nodes)), seq: make([]int, len(d.nodes))}
 	if r.now == nil {
 		r.now = time.Now
 	}
@@ -276,12 +276,12 @@ func (r *runner) forward(ctx context.Context, done []bool) (failed bool) {
 			}
 		case res.cancelled:
 			r.interrupted = true
-			s.Status, s.Err = Cancelled, res.err
+			s.Status, s.Err, s.Outputs = Cancelled, res.err, r.outputsOf(res.step)
 			ev.Kind = EventCancelled
 			r.emit(ev)
 		default:
 			failed = true
-			s.Status, s.Err = Failed, res.err
+			s.Status, s.Err, s.Outputs = Failed, res.err, r.outputsOf(res.step)
 			ev.Kind = EventFailed
 			r.emit(ev)
 			r.skipDependents(res.step)

@@ -530,25 +530,25 @@ func TestPlanWaves(t *testing.T) {
 
 func TestOutputScope(t *testing.T) {
 	var got struct{ fromDep, fromGrand, fromOther, own string }
-	var okOther bool
+	var errOther error
 	g := mustAdd(t,
 		orchestrate.Step{ID: "a", Run: func(ctx context.Context) error {
-			return orchestrate.SetOutput(ctx, "id", "vol-1")
+			return orchestrate.Put(ctx, idKey, "vol-1")
 		}},
 		orchestrate.Step{ID: "b", Deps: []string{"a"}, Run: func(ctx context.Context) error {
-			got.fromDep, _ = orchestrate.Output(ctx, "a", "id")
-			if err := orchestrate.SetOutput(ctx, "id", "i-1"); err != nil {
+			got.fromDep, _ = orchestrate.Get(ctx, "a", idKey)
+			if err := orchestrate.Put(ctx, idKey, "i-1"); err != nil {
 				return err
 			}
-			got.own, _ = orchestrate.Output(ctx, "b", "id")
+			got.own, _ = orchestrate.Get(ctx, "b", idKey)
 			return nil
 		}},
 		orchestrate.Step{ID: "c", Deps: []string{"b"}, Run: func(ctx context.Context) error {
-			got.fromGrand, _ = orchestrate.Output(ctx, "a", "id")
+			got.fromGrand, _ = orchestrate.Get(ctx, "a", idKey)
 			return nil
 		}},
 		orchestrate.Step{ID: "other", Deps: []string{"a"}, Run: func(ctx context.Context) error {
-			got.fromOther, okOther = orchestrate.Output(ctx, "b", "id")
+			got.fromOther, errOther = orchestrate.Get(ctx, "b", idKey)
 			return nil
 		}},
 	)
@@ -557,11 +557,71 @@ func TestOutputScope(t *testing.T) {
 	assert.Equal(t, "vol-1", got.fromDep)
 	assert.Equal(t, "vol-1", got.fromGrand)
 	assert.Equal(t, "i-1", got.own)
-	assert.False(t, okOther, "b is not a dependency of other")
-	assert.Equal(t, map[string]string{"id": "i-1"}, rep.Steps[1].Outputs)
-	assert.Error(t, orchestrate.SetOutput(context.Background(), "k", "v"))
-	_, ok := orchestrate.Output(context.Background(), "a", "id")
-	assert.False(t, ok)
+	assert.ErrorIs(t, errOther, draas.ErrInvalid, "b is not a dependency of other")
+	assert.Contains(t, errOther.Error(), "not one of its dependencies")
+	assert.Empty(t, got.fromOther)
+	assert.Equal(t, orchestrate.Outputs{"id": json.RawMessage(`"i-1"`)}, rep.Steps[1].Outputs)
+	id, ok, err := idKey.From(rep.Steps[1].Outputs)
+	assert.Equal(t, "i-1", id)
+	assert.True(t, ok)
+	assert.NoError(t, err)
+	assert.Error(t, orchestrate.Put(context.Background(), idKey, "v"))
+	_, err = orchestrate.Get(context.Background(), "a", idKey)
+	assert.Error(t, err)
+}
+
+// shape is a structured output, as workflows record them.
+type shape struct {
+	CPUs  int      `json:"cpus"`
+	Disks []string `json:"disks"`
+}
+
+func TestTypedOutputs(t *testing.T) {
+	shapeKey := orchestrate.NewKey[shape]("shape")
+	asCount := orchestrate.NewKey[int]("shape") // same name, another type
+	asOther := orchestrate.NewKey[struct{ Size int64 }]("shape")
+	missing := orchestrate.NewKey[string]("missing")
+	var got shape
+	var errCount, errOther, errMissing error
+	g := mustAdd(t,
+		orchestrate.Step{ID: "a", Run: func(ctx context.Context) error {
+			return orchestrate.Put(ctx, shapeKey, shape{CPUs: 2, Disks: []string{"os", "data"}})
+		}},
+		orchestrate.Step{ID: "b", Deps: []string{"a"}, Run: func(ctx context.Context) error {
+			var err error
+			got, err = orchestrate.Get(ctx, "a", shapeKey)
+			_, errCount = orchestrate.Get(ctx, "a", asCount)
+			_, errOther = orchestrate.Get(ctx, "a", asOther)
+			_, errMissing = orchestrate.Get(ctx, "a", missing)
+			return err
+		}},
+	)
+	_, err := orchestrate.Run(context.Background(), g, orchestrate.Options{})
+	require.NoError(t, err)
+	assert.Equal(t, shape{CPUs: 2, Disks: []string{"os", "data"}}, got)
+	require.ErrorIs(t, errCount, orchestrate.ErrOutputType)
+	assert.ErrorIs(t, errCount, draas.ErrInvalid)
+	assert.Contains(t, errCount.Error(), `output "shape" holds {"cpus":2,"disks":["os","data"]}, not a int`)
+	assert.Contains(t, errCount.Error(), `step "b" reads step "a"`)
+	assert.ErrorIs(t, errOther, orchestrate.ErrOutputType, "a struct of another type is a mismatch, not a zero value")
+	require.ErrorIs(t, errMissing, orchestrate.ErrNoOutput)
+	assert.ErrorIs(t, errMissing, draas.ErrNotFound)
+	assert.Contains(t, errMissing.Error(), `output "missing" of step "a", which recorded none`)
+}
+
+func TestFailedStepReportsItsOutputs(t *testing.T) {
+	g := mustAdd(t, orchestrate.Step{ID: "copy", Retry: noRetry, Run: func(ctx context.Context) error {
+		if err := orchestrate.Put(ctx, idKey, "half"); err != nil {
+			return err
+		}
+		return errBoom
+	}})
+	rep, err := orchestrate.Run(context.Background(), g, orchestrate.Options{})
+	require.ErrorIs(t, err, errBoom)
+	v, ok, err := idKey.From(rep.Steps[0].Outputs)
+	require.NoError(t, err)
+	assert.True(t, ok)
+	assert.Equal(t, "half", v)
 }
 
 func TestReportCriticalPathAndJSON(t *testing.T) {

@@ -94,9 +94,14 @@ func (a *AdaptiveLimit) observe(err error) {
 // WithAdaptiveLimit returns a client option that makes every attempt of
 // every operation wait for a, and report to it whether it was throttled. It
 // wraps the retryer set so far, so apply it after any option that sets one.
+// It replaces a limit applied before (such as [NewClient]'s default) instead
+// of adding a second one.
 func WithAdaptiveLimit(a *AdaptiveLimit) func(*awsebs.Options) {
 	return func(o *awsebs.Options) {
 		base, ok := o.Retryer.(aws.RetryerV2)
+		if ar, limited := o.Retryer.(adaptiveRetryer); limited {
+			base = ar.RetryerV2
+		}
 		if !ok {
 			base = awsretry.NewStandard()
 		}

@@ -1,6 +1,8 @@
 // Package ec2 implements draas.InstanceLauncher on Amazon EC2: volumes from
 // DR copies, instances of a type in a subnet with the DR copy swapped in as
 // their root volume, status checks, and instance shape lookup for failback.
+// [Resolver] finds subnets and security groups by ID or by name, for plans
+// that name them (the Launcher needs IDs).
 //
 // Every create call carries a client token, so a retried or resumed step
 // returns the resource the first attempt made instead of a second one.
@@ -137,7 +139,9 @@ func (l *Launcher) DeleteVolume(ctx context.Context, volumeID string) error {
 
 // Launch runs an instance, stops it, swaps req.RootVolumeID in as its root
 // volume (deleting the image's root volume), attaches the data volumes in
-// order, starts it and waits until it runs. Each stage checks the state
+// order, starts it and waits until it runs. The subnet and security groups
+// are IDs; when EC2 knows no such ID, the error says how to resolve a name
+// (see [Resolver]). Each stage checks the state
 // first, so a launch interrupted at any point and called again with the same
 // ClientToken finishes the same instance.
 func (l *Launcher) Launch(ctx context.Context, req draas.LaunchRequest) (draas.Instance, error) {
@@ -173,7 +177,7 @@ func (l *Launcher) Launch(ctx context.Context, req draas.LaunchRequest) (draas.I
 	}
 	out, err := l.api.RunInstances(ctx, in)
 	if err != nil {
-		return draas.Instance{}, awserr.Wrap("RunInstances", req.Name, err)
+		return draas.Instance{}, launchError(req, subnet, err)
 	}
 	if len(out.Instances) != 1 {
 		return draas.Instance{}, fmt.Errorf("ec2: RunInstances %s returned %d instances, want 1", req.Name, len(out.Instances))

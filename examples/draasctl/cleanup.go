@@ -19,7 +19,7 @@ import (
 // cleanupDrill removes a drill, proves it by listing what is left, and
 // rewrites the drill's report in dir with the proof.
 //
-// failover.Cleanup deletes what the drill's report names. A step
+// (*failover.Runner).Cleanup deletes what the drill's report names. A step
 // interrupted after its cloud call and before the journal recorded it may
 // have made an instance or volume the report does not name; every drill
 // resource carries the drill's run ID as a tag (draas:drill), so such
@@ -30,8 +30,11 @@ func (a *app) cleanupDrill(ctx context.Context, c *cloud, rep *failover.Report, 
 	if rep.Mode != failover.Drill.String() {
 		return usagef("run %s of plan %s was a %s, not a drill: only drills are cleaned up (a failover is the new production)", rep.RunID, rep.Plan, rep.Mode)
 	}
-	opts := failover.Options{Mode: failover.Drill, Launcher: c.launcher, Copies: c.copies, DrillDNS: c.dns}
-	cerr := failover.Cleanup(ctx, rep, opts)
+	runner, err := failover.New(c.launcher, c.copies, failover.Options{DrillDNS: c.dns})
+	if err != nil {
+		return err
+	}
+	cerr := runner.Cleanup(ctx, rep)
 	named := drillResources(rep)
 	left, verr := drillRemains(ctx, c.ec2, c.dns, rep)
 	var swept []leftover

@@ -76,9 +76,12 @@ type globals struct {
 	s3Endpoint string
 	bucket     string
 	prefix     string
-	imageID    string
-	poll       time.Duration
-	health     string
+	// backupRole and backupExternalID reach a bucket in another account.
+	backupRole       string
+	backupExternalID string
+	imageID          string
+	poll             time.Duration
+	health           string
 
 	// vSphere, for backup and failback.
 	vcenter     string
@@ -105,6 +108,8 @@ func (g *globals) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.s3Endpoint, "s3-endpoint", "", "`URL` of S3 (path-style), for a simulator")
 	fs.StringVar(&g.bucket, "bucket", "", "S3 bucket of the backup store (replicate, backup, seed)")
 	fs.StringVar(&g.prefix, "prefix", "draas", "key prefix of the backup store in the bucket")
+	fs.StringVar(&g.backupRole, "backup-role", "", "`ARN` of a role to assume for the backup store, when its bucket is in another account (docs/iam.md)")
+	fs.StringVar(&g.backupExternalID, "backup-external-id", "", "external ID the --backup-role's trust policy asks for")
 	fs.StringVar(&g.imageID, "image-id", "", "AMI instances boot from before their root volume is swapped for the DR copy (default: the plan's aws.imageId)")
 	fs.DurationVar(&g.poll, "poll", 0, "time between state polls of volumes, instances, DNS and health checks (default: 2s for AWS calls, 5s for health)")
 	fs.StringVar(&g.health, "health", "all", "health checks: all (EC2 status, and TCP and HTTP from this machine), or ec2 (EC2 status checks only, when this machine cannot reach the VPC)")
@@ -134,8 +139,11 @@ func (g *globals) check() error {
 	if g.poll < 0 || g.diskMiB <= 0 {
 		return usagef("--poll must not be negative and --disk-mib must be positive")
 	}
-	if g.simulate && (g.endpoint != "" || g.s3Endpoint != "" || g.vcenter != "") {
-		return usagef("--simulate runs its own simulators: drop --endpoint, --s3-endpoint and --vcenter, or drop --simulate")
+	if g.simulate && (g.endpoint != "" || g.s3Endpoint != "" || g.vcenter != "" || g.backupRole != "") {
+		return usagef("--simulate runs its own simulators: drop --endpoint, --s3-endpoint, --backup-role and --vcenter, or drop --simulate")
+	}
+	if g.backupExternalID != "" && g.backupRole == "" {
+		return usagef("--backup-external-id goes with --backup-role: pass the role to assume")
 	}
 	if g.state == "" {
 		return usagef("--state is empty: name a directory for journals and reports")
@@ -156,7 +164,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"validate", "PLAN", "check a plan file; print the VMs in start order", validateCmd},
-		{"plan", "PLAN [--drill]", "dry run: the ordered steps of a failover (or drill) in waves, none run", planCmd},
+		{"plan", "PLAN [--drill | --failback [--pre-seed | --cut-over] [--from REPORT]]", "dry run: the ordered steps of a failover (or drill, or failback) in waves, none run", planCmd},
 		{"replicate", "PLAN [--watch]", "replicate every VM into DR copies once, or on the plan's schedule until Ctrl-C", replicateCmd},
 		{"status", "PLAN", "each VM's DR copy age against its RPO target (exit 4 if one is over)", statusCmd},
 		{"drill", "PLAN [--cleanup] | --cleanup --report FILE", "drill in the isolated drill network; --cleanup removes it and records the proof", drillCmd},

@@ -5,8 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
 	"strings"
 	"time"
 
@@ -14,11 +12,10 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	awsebs "github.com/aws/aws-sdk-go-v2/service/ebs"
 	awsec2 "github.com/aws/aws-sdk-go-v2/service/ec2"
-	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	awsr53 "github.com/aws/aws-sdk-go-v2/service/route53"
-	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/opendraas/draas"
+	"github.com/opendraas/draas/aws/account"
 	"github.com/opendraas/draas/aws/ebs"
 	"github.com/opendraas/draas/aws/ec2"
 	"github.com/opendraas/draas/aws/route53"
@@ -81,7 +78,7 @@ func (a *app) openCloud(ctx context.Context, p *plan.Plan, planPath string, n ne
 		c := &cloud{plan: &pl, launcher: l.Launcher, copies: l.Copies, dns: l.DNS, ec2: l.EC2, ebs: l.EBS,
 			store: l.Store, prober: l.Probe, poll: a.g.poll, lab: l, close: l.Close}
 		if c.poll == 0 {
-			c.poll = l.Failover(n.mode).PollInterval // the lab's own, a few milliseconds
+			c.poll = lab.PollInterval // the lab's own, a few milliseconds
 		}
 		if a.g.health == "ec2" {
 			c.prober = ec2Only{}
@@ -96,38 +93,49 @@ func (a *app) openCloud(ctx context.Context, p *plan.Plan, planPath string, n ne
 	if err != nil {
 		return nil, err
 	}
-	c := &cloud{
-		ec2:   awsec2.NewFromConfig(cfg),
-		ebs:   ebs.NewClient(cfg, 0),
-		r53:   awsr53.NewFromConfig(cfg),
-		poll:  a.g.poll,
-		close: func() {},
+	acct, err := account.New(cfg, account.Options{
+		Launcher: ec2.Options{PollInterval: a.g.poll},
+		DNS:      route53.Options{PollInterval: a.g.poll},
+		Backup:   account.Backup{Endpoint: a.g.s3Endpoint, RoleARN: a.g.backupRole, ExternalID: a.g.backupExternalID},
+	})
+	if err != nil {
+		return nil, err
 	}
-	c.copies = ebs.NewCopies(c.ebs, c.ec2, ebs.CopiesOptions{})
-	c.dns = route53.New(c.r53, route53.Options{PollInterval: a.g.poll})
-	c.prober = failover.NetProber{}
+	c := &cloud{
+		launcher: acct.Launcher,
+		copies:   acct.Copies,
+		dns:      acct.DNS,
+		ec2:      acct.EC2,
+		ebs:      acct.EBS,
+		r53:      acct.Route53,
+		prober:   failover.NetProber{},
+		poll:     a.g.poll,
+		close:    func() {},
+	}
 	if a.g.health == "ec2" {
 		c.prober = ec2Only{}
 	}
 	if a.g.bucket != "" {
-		c.store = s3.New(a.s3Client(cfg), a.g.bucket, a.g.prefix, s3.Options{})
+		c.store = acct.BackupStore(a.g.bucket, a.g.prefix, s3.Options{})
 	} else if n.store {
 		return nil, usagef("this command reads the backup store: pass --bucket (and --prefix, default %q)", a.g.prefix)
 	}
 	c.plan = p
-	zone := ""
 	if p != nil && n.network {
 		image := cmp.Or(a.g.imageID, p.AWS.ImageID)
 		if image == "" {
 			return nil, usagef("%s: aws.imageId: the plan names no image to launch instances from: set aws.imageId or pass --image-id (an AMI of the DR copies' architecture and boot mode)", planPath)
 		}
-		if c.plan, err = resolveNetwork(ctx, c.ec2, p, planPath, n.mode); err != nil {
-			return nil, err
+		network := account.Production
+		if n.mode == failover.Drill {
+			network = account.Drill
+		}
+		if c.plan, err = acct.ResolvePlan(ctx, p, network); err != nil {
+			return nil, usagef("%s: %w", planPath, err)
 		}
 		c.plan.AWS.ImageID = image
-		zone = c.plan.AWS.AvailabilityZone
+		c.launcher = acct.LauncherFor(c.plan)
 	}
-	c.launcher = ec2.New(c.ec2, ec2.Options{AvailabilityZone: zone, PollInterval: a.g.poll})
 	return c, nil
 }
 
@@ -153,16 +161,6 @@ func (a *app) awsConfig(ctx context.Context, region string) (aws.Config, error) 
 		cfg.APIOptions = append(cfg.APIOptions, a.metrics.AWSAPIOption())
 	}
 	return cfg, nil
-}
-
-// s3Client returns an S3 client, path-style at --s3-endpoint when set.
-func (a *app) s3Client(cfg aws.Config) *awss3.Client {
-	return awss3.NewFromConfig(cfg, func(o *awss3.Options) {
-		if a.g.s3Endpoint != "" {
-			o.BaseEndpoint = aws.String(a.g.s3Endpoint)
-			o.UsePathStyle = true
-		}
-	})
 }
 
 // backups is the backup store as replication reads it, or a stand-in that
@@ -230,129 +228,4 @@ func (a *app) prepareSimulation(ctx context.Context, c *cloud, copies bool) erro
 	}
 	a.say("simulate: replicated %s into DR copies (simulated EBS snapshots)", strings.Join(done, ", "))
 	return nil
-}
-
-// ec2NetworkAPI is what resolving a plan's network needs of EC2.
-type ec2NetworkAPI interface {
-	DescribeSubnets(ctx context.Context, in *awsec2.DescribeSubnetsInput, optFns ...func(*awsec2.Options)) (*awsec2.DescribeSubnetsOutput, error)
-	DescribeSecurityGroups(ctx context.Context, in *awsec2.DescribeSecurityGroupsInput, optFns ...func(*awsec2.Options)) (*awsec2.DescribeSecurityGroupsOutput, error)
-}
-
-// subnetInfo is a subnet found for a plan's name.
-type subnetInfo struct{ id, vpc, zone string }
-
-// resolveNetwork returns a copy of p whose subnets and security groups, as
-// the mode uses them, are IDs: each name in the plan is looked up as an ID
-// and then by its Name tag (security groups also by group name), so a plan
-// may name them either way. The copy's availability zone is the plan's or
-// the zone of the subnets the mode launches in, which must be one: volumes
-// are made in one zone.
-func resolveNetwork(ctx context.Context, api ec2NetworkAPI, p *plan.Plan, file string, mode failover.Mode) (*plan.Plan, error) {
-	cp := *p
-	cp.VMs = slices.Clone(p.VMs)
-	subnets := map[string]subnetInfo{}
-	var errs []error
-	subnet := func(field, ref string) (subnetInfo, bool) {
-		if s, ok := subnets[ref]; ok {
-			return s, true
-		}
-		s, err := findSubnet(ctx, api, ref)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %s: %w", file, field, err))
-			return s, false
-		}
-		subnets[ref] = s
-		return s, true
-	}
-	groups := func(field string, vpc string, refs []string) []string {
-		var ids []string
-		for i, ref := range refs {
-			id, err := findGroup(ctx, api, vpc, ref)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: %s[%d]: %w", file, field, i, err))
-				continue
-			}
-			ids = append(ids, id)
-		}
-		return ids
-	}
-	zones := map[string]bool{}
-	if mode == failover.Drill {
-		if s, ok := subnet("drill.subnet", p.Drill.Subnet); ok {
-			cp.Drill.Subnet = s.id
-			cp.Drill.SecurityGroups = groups("drill.securityGroups", s.vpc, p.Drill.SecurityGroups)
-			zones[s.zone] = true
-		}
-	} else {
-		for i, vm := range p.VMs {
-			field := fmt.Sprintf("vms[%d].subnet", i)
-			if vm.Subnet == "" {
-				field = "defaults.subnet"
-			}
-			s, ok := subnet(field, p.Subnet(vm))
-			if !ok {
-				continue
-			}
-			cp.VMs[i].Subnet = s.id
-			gfield := fmt.Sprintf("vms[%d].securityGroups", i)
-			if len(vm.SecurityGroups) == 0 {
-				gfield = "defaults.securityGroups"
-			}
-			cp.VMs[i].SecurityGroups = groups(gfield, s.vpc, p.SecurityGroups(vm))
-			zones[s.zone] = true
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, usagef("%w", err)
-	}
-	if cp.AWS.AvailabilityZone == "" {
-		if len(zones) != 1 {
-			return nil, usagef("%s: aws.availabilityZone: the subnets are in zones %s, and volumes are made in one: set aws.availabilityZone or use subnets of one zone",
-				file, strings.Join(slices.Sorted(maps.Keys(zones)), ", "))
-		}
-		for z := range zones {
-			cp.AWS.AvailabilityZone = z
-		}
-	}
-	return &cp, nil
-}
-
-func findSubnet(ctx context.Context, api ec2NetworkAPI, ref string) (subnetInfo, error) {
-	for _, f := range []string{"subnet-id", "tag:Name"} {
-		out, err := api.DescribeSubnets(ctx, &awsec2.DescribeSubnetsInput{Filters: []ec2types.Filter{{Name: aws.String(f), Values: []string{ref}}}})
-		if err != nil {
-			return subnetInfo{}, fmt.Errorf("look up subnet %q: %w", ref, err)
-		}
-		switch len(out.Subnets) {
-		case 0:
-			continue
-		case 1:
-			s := out.Subnets[0]
-			return subnetInfo{id: aws.ToString(s.SubnetId), vpc: aws.ToString(s.VpcId), zone: aws.ToString(s.AvailabilityZone)}, nil
-		default:
-			return subnetInfo{}, fmt.Errorf("%d subnets are named %q: name the subnet by its ID", len(out.Subnets), ref)
-		}
-	}
-	return subnetInfo{}, fmt.Errorf("no subnet %q (looked up by ID and by Name tag): create it or name an existing subnet", ref)
-}
-
-func findGroup(ctx context.Context, api ec2NetworkAPI, vpc, ref string) (string, error) {
-	for _, f := range []string{"group-id", "group-name", "tag:Name"} {
-		out, err := api.DescribeSecurityGroups(ctx, &awsec2.DescribeSecurityGroupsInput{Filters: []ec2types.Filter{
-			{Name: aws.String(f), Values: []string{ref}},
-			{Name: aws.String("vpc-id"), Values: []string{vpc}},
-		}})
-		if err != nil {
-			return "", fmt.Errorf("look up security group %q: %w", ref, err)
-		}
-		switch len(out.SecurityGroups) {
-		case 0:
-			continue
-		case 1:
-			return aws.ToString(out.SecurityGroups[0].GroupId), nil
-		default:
-			return "", fmt.Errorf("%d security groups in %s are named %q: name the group by its ID", len(out.SecurityGroups), vpc, ref)
-		}
-	}
-	return "", fmt.Errorf("no security group %q in the subnet's VPC %s (looked up by ID, group name and Name tag): create it or name an existing group", ref, vpc)
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/opendraas/draas/aws/ebs"
 	"github.com/opendraas/draas/failback"
 	"github.com/opendraas/draas/failover"
+	"github.com/opendraas/draas/orchestrate"
 	"github.com/opendraas/draas/plan"
 	"github.com/opendraas/draas/report"
 )
@@ -135,32 +136,28 @@ func (a *app) runFailback(ctx context.Context, c *cloud, p *plan.Plan, mode fail
 		return nil, err
 	}
 	defer closeSite()
-	targets := map[string]failback.Target{}
-	for _, v := range fo.VMs {
-		targets[v.VM] = failback.Target{InstanceID: v.InstanceID, Records: v.PreviousRecords}
-	}
-	if pre != nil {
-		for _, v := range pre.VMs {
-			t := targets[v.VM]
-			t.PreSeedSnapshots = v.Snapshots
-			targets[v.VM] = t
-		}
-	}
+	targets := failback.TargetsFromFailover(fo, pre)
 	kind := "failback-" + mode.String()
 	j, err := a.openJournal(ctx, p.Name, kind)
 	if err != nil {
 		return nil, err
 	}
-	opts := failback.Options{
-		Mode: mode, Cloud: c.launcher, Hypervisor: site, DNS: c.dns, Targets: targets,
-		OpenSnapshot: func(ctx context.Context, id string) (draas.BlockSource, error) {
-			return ebs.OpenSnapshot(ctx, c.ebs, id, ebs.SourceOptions{})
-		},
+	// The progress bar counts the compiled graph's steps; events reach it
+	// only once the run has started.
+	var progress *stepProgress
+	runner, err := a.failbackRunner(c, site, failback.Options{
 		Journal: j.orchestrate(),
+		Events:  a.orchestrateEvents("failback", func(e orchestrate.Event) { progress.event(e) }),
+	})
+	if err != nil {
+		return nil, err
 	}
-	progress := a.newStepProgress("failback", failbackSteps(p, mode, opts))
-	opts.Events = a.orchestrateEvents("failback", progress.event)
-	rep, runErr := failback.Run(ctx, p, opts)
+	g, err := runner.Compile(p, mode, targets)
+	if err != nil {
+		return nil, err
+	}
+	progress = a.newStepProgress("failback", g.Len())
+	rep, runErr := runner.Run(ctx, p, mode, targets)
 	progress.done()
 	if rep == nil {
 		return nil, runErr
@@ -183,22 +180,13 @@ func (a *app) runFailback(ctx context.Context, c *cloud, p *plan.Plan, mode fail
 	return rep, verdictError(run)
 }
 
-// failbackSteps counts the steps a failback runs, for the progress bar:
-// shape, snapshot, create-vm and copy per VM, then power-on, DNS when the
-// VM has records to point back, and the snapshots' clean-up.
-func failbackSteps(p *plan.Plan, mode failback.Mode, opts failback.Options) int {
-	n := 0
-	for _, vm := range p.VMs {
-		n += 4
-		if mode == failback.PreSeed {
-			continue
-		}
-		n += 2 // power-on, cleanup
-		if opts.DNS != nil && len(opts.Targets[vm.Name].Records) > 0 {
-			n++
-		}
-	}
-	return n
+// failbackRunner returns a failback runner from c's EC2 to site, pointing
+// c's DNS back.
+func (a *app) failbackRunner(c *cloud, site draas.Hypervisor, opts failback.Options) (*failback.Runner, error) {
+	opts.DNS = c.dns
+	return failback.New(c.launcher, site, func(ctx context.Context, id string) (draas.BlockSource, error) {
+		return ebs.OpenSnapshot(ctx, c.ebs, id, ebs.SourceOptions{})
+	}, opts)
 }
 
 // site is the vSphere side failback writes to: the simulated site with

@@ -114,16 +114,22 @@ func (a *app) runFailover(ctx context.Context, c *cloud, p *plan.Plan, mode fail
 		return ran{}, err
 	}
 	opts := failover.Options{
-		Mode: mode, Launcher: launcher, Copies: c.copies, DNS: c.dns, DrillDNS: c.dns,
-		Prober: c.prober, Journal: j.orchestrate(), PollInterval: c.poll,
+		DNS: c.dns, DrillDNS: c.dns, Prober: c.prober, Journal: j.orchestrate(), PollInterval: c.poll,
 	}
-	g, err := failover.Compile(c.plan, opts)
+	// The progress bar counts the compiled graph's steps; events reach it
+	// only once the run has started.
+	var progress *stepProgress
+	opts.Events = a.orchestrateEvents(mode.String(), func(e orchestrate.Event) { progress.event(e) })
+	runner, err := failover.New(launcher, c.copies, opts)
 	if err != nil {
 		return ran{}, err
 	}
-	progress := a.newStepProgress(mode.String(), g.Len())
-	opts.Events = a.orchestrateEvents(mode.String(), progress.event)
-	rep, runErr := failover.Run(ctx, c.plan, opts)
+	g, err := runner.Compile(c.plan, mode)
+	if err != nil {
+		return ran{}, err
+	}
+	progress = a.newStepProgress(mode.String(), g.Len())
+	rep, runErr := runner.Run(ctx, c.plan, mode)
 	progress.done()
 	if rep == nil {
 		return ran{}, runErr
@@ -212,14 +218,9 @@ func (a *app) retireDrillJournal(ctx context.Context, planName, runID string) er
 
 // journalRunID returns the run ID a failover or drill journal records.
 func journalRunID(ctx context.Context, path string) (string, error) {
-	entries, err := orchestrate.NewFileJournal(path).Load(ctx)
+	id, err := failover.JournalRunID(ctx, orchestrate.NewFileJournal(path))
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("journal %s: %w", path, err)
 	}
-	for _, e := range entries {
-		if e.Step == "run" && !e.Undone {
-			return e.Outputs["id"], nil
-		}
-	}
-	return "", fmt.Errorf("journal %s records no run", path)
+	return id, nil
 }

@@ -11,8 +11,10 @@ import (
 	"strings"
 
 	"github.com/opendraas/draas"
+	"github.com/opendraas/draas/failback"
 	"github.com/opendraas/draas/failover"
 	"github.com/opendraas/draas/orchestrate"
+	"github.com/opendraas/draas/plan"
 )
 
 // validateCmd checks a plan file.
@@ -38,30 +40,71 @@ func validateCmd(fs *flag.FlagSet) action {
 	}
 }
 
-// planCmd prints the steps a failover or drill would run, in order and in
-// waves, without running any. With a journal in the state directory, the
-// steps it records are shown as done: what a resumed run would skip.
+// planCmd prints the steps a failover, drill or failback would run, in
+// order and in waves, without running any. With a journal in the state
+// directory, the steps it records are shown as done: what a resumed run
+// would skip.
 func planCmd(fs *flag.FlagSet) action {
 	drill := fs.Bool("drill", false, "plan a drill (in the isolated drill network) instead of a failover")
+	back := fs.Bool("failback", false, "plan a failback (direct, or with --pre-seed or --cut-over) instead of a failover")
+	preSeed := fs.Bool("pre-seed", false, "with --failback: plan the pre-seed run")
+	cutOver := fs.Bool("cut-over", false, "with --failback: plan the cut-over run")
+	from := fs.String("from", "", "with --failback: the failover's JSON `REPORT`, for its instances and DNS records (without it, every VM is assumed to have its plan's records to point back)")
 	return func(ctx context.Context, a *app, args []string) error {
 		if err := needArgs(args, "PLAN"); err != nil {
 			return err
+		}
+		switch {
+		case *back && *drill:
+			return usagef("--drill and --failback plan different runs: pick one")
+		case !*back && (*preSeed || *cutOver || *from != ""):
+			return usagef("--pre-seed, --cut-over and --from plan a failback: add --failback")
+		case *preSeed && *cutOver:
+			return usagef("--pre-seed and --cut-over are two runs: plan one at a time")
 		}
 		p, err := loadPlan(args[0])
 		if err != nil {
 			return err
 		}
-		mode := failover.Failover
-		if *drill {
-			mode = failover.Drill
-		}
+		var kind string
+		var g *orchestrate.Graph
 		dry := dryRun{}
-		g, err := failover.Compile(p, failover.Options{Mode: mode, Launcher: dry, Copies: dry, DNS: dry, DrillDNS: dry})
-		if err != nil {
-			return err
+		if *back {
+			mode := failback.Direct
+			switch {
+			case *preSeed:
+				mode = failback.PreSeed
+			case *cutOver:
+				mode = failback.CutOver
+			}
+			kind = "failback-" + mode.String()
+			targets, err := dryRunTargets(p, mode, *from)
+			if err != nil {
+				return err
+			}
+			r, err := failback.New(dry, dry, func(context.Context, string) (draas.BlockSource, error) { return nil, errDryRun }, failback.Options{DNS: dry})
+			if err != nil {
+				return err
+			}
+			if g, err = r.Compile(p, mode, targets); err != nil {
+				return err
+			}
+		} else {
+			mode := failover.Failover
+			if *drill {
+				mode = failover.Drill
+			}
+			kind = mode.String()
+			r, err := failover.New(dry, dry, failover.Options{DNS: dry, DrillDNS: dry})
+			if err != nil {
+				return err
+			}
+			if g, err = r.Compile(p, mode); err != nil {
+				return err
+			}
 		}
 		var opts orchestrate.Options
-		path := filepath.Join(a.g.state, p.Name+"-"+mode.String()+".journal")
+		path := filepath.Join(a.g.state, p.Name+"-"+kind+".journal")
 		if _, err := os.Stat(path); err == nil && !a.g.simulate {
 			opts.Journal = orchestrate.NewFileJournal(path)
 		}
@@ -74,7 +117,7 @@ func planCmd(fs *flag.FlagSet) action {
 		}
 		waves := sc.Waves()
 		a.say("%s of plan %s: %d VMs, %d steps to run in %d waves (VMs start in the order %s)",
-			mode, p.Name, len(p.VMs), len(sc.Order()), len(waves), strings.Join(p.Order(), " → "))
+			kind, p.Name, len(p.VMs), len(sc.Order()), len(waves), strings.Join(p.Order(), " → "))
 		if opts.Journal != nil {
 			a.say("resuming %s: steps marked done finished in an earlier run", path)
 		}
@@ -86,9 +129,43 @@ func planCmd(fs *flag.FlagSet) action {
 	}
 }
 
-// dryRun stands in for the cloud when a run is only planned:
-// failover.Compile needs a launcher, a copy store and DNS, but
-// orchestrate.Plan calls no step, so none of these methods runs.
+// dryRunTargets are the targets of a failback's dry run: from the
+// failover's report when there is one, else a stand-in per VM, with the
+// plan's records and, for a cut-over, a pre-seed snapshot per disk, which
+// the dry run never reads.
+func dryRunTargets(p *plan.Plan, mode failback.Mode, from string) (map[string]failback.Target, error) {
+	if from != "" {
+		fo, err := readFailover(from, p)
+		if err != nil {
+			return nil, err
+		}
+		targets := failback.TargetsFromFailover(fo, nil)
+		if mode == failback.CutOver {
+			for vm, t := range targets {
+				t.PreSeedSnapshots = []string{"(pre-seed)"}
+				targets[vm] = t
+			}
+		}
+		return targets, nil
+	}
+	targets := map[string]failback.Target{}
+	for _, vm := range p.VMs {
+		t := failback.Target{InstanceID: "(instance of " + vm.Name + ")"}
+		for _, r := range vm.DNS {
+			t.Records = append(t.Records, draas.Record{Name: r.Name, Type: r.Type})
+		}
+		if mode == failback.CutOver {
+			t.PreSeedSnapshots = []string{"(pre-seed)"}
+		}
+		targets[vm.Name] = t
+	}
+	return targets, nil
+}
+
+// dryRun stands in for the cloud and the site when a run is only planned:
+// the failover and failback runners need a launcher, a copy store, DNS and
+// a hypervisor, but orchestrate.Plan calls no step, so none of these
+// methods runs.
 type dryRun struct{}
 
 var errDryRun = errors.New("draasctl: a dry run makes no cloud call")
@@ -97,6 +174,8 @@ var (
 	_ draas.InstanceLauncher = dryRun{}
 	_ draas.CopyStore        = dryRun{}
 	_ draas.DNS              = dryRun{}
+	_ failback.Cloud         = dryRun{}
+	_ draas.Hypervisor       = dryRun{}
 )
 
 func (dryRun) CreateVolume(context.Context, draas.VolumeRequest) (string, error) {
@@ -128,3 +207,19 @@ func (dryRun) Delete(context.Context, draas.Record) error         { return errDr
 func (dryRun) Lookup(context.Context, string, string, string) (draas.Record, error) {
 	return draas.Record{}, errDryRun
 }
+func (dryRun) SnapshotInstance(context.Context, string, map[string]string) ([]string, error) {
+	return nil, errDryRun
+}
+func (dryRun) DeleteSnapshot(context.Context, string) error { return errDryRun }
+func (dryRun) VMShape(context.Context, string) (draas.Shape, error) {
+	return draas.Shape{}, errDryRun
+}
+func (dryRun) CreateVM(context.Context, draas.VMRequest) error { return errDryRun }
+func (dryRun) OpenDisk(context.Context, string, int) (draas.VolumeSink, error) {
+	return nil, errDryRun
+}
+func (dryRun) ReadDisk(context.Context, string, int) (draas.BlockSource, error) {
+	return nil, errDryRun
+}
+func (dryRun) PowerOn(context.Context, string) error  { return errDryRun }
+func (dryRun) PowerOff(context.Context, string) error { return errDryRun }

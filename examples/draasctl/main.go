@@ -10,6 +10,7 @@
 //
 //	validate PLAN                check a plan file
 //	plan PLAN [--drill]          dry run: the ordered steps of a failover or drill, in waves
+//	plan PLAN --failback         dry run of a failback (--pre-seed, --cut-over; --from F for its instances)
 //	replicate PLAN [--watch]     replicate every VM once, or on the plan's schedule until Ctrl-C
 //	status PLAN                  each VM's DR copy age against its RPO target
 //	drill PLAN [--cleanup]       drill in the isolated drill network; --cleanup removes it again

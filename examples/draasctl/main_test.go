@@ -298,6 +298,29 @@ func TestPlanDryRun(t *testing.T) {
 	assert.Contains(t, sc.Order(), "web/healthy")
 }
 
+func TestPlanFailbackDryRun(t *testing.T) {
+	r := ctl(t, nil, "--state", t.TempDir(), "plan", "--failback", threeTier)
+	require.Equal(t, exitOK, r.code, r)
+	assert.Contains(t, r.stdout, "failback-direct of plan shop: 3 VMs, 21 steps to run in")
+	assert.Less(t, strings.Index(r.stdout, "db/power-on"), strings.Index(r.stdout, "app/power-on"), "VMs power on in dependency order")
+	assert.Contains(t, r.stdout, "db/dns")
+
+	r = ctl(t, nil, "plan", "--failback", "--pre-seed", "--json", threeTier, "--state", t.TempDir())
+	require.Equal(t, exitOK, r.code, r)
+	var sc orchestrate.Schedule
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &sc))
+	assert.Contains(t, sc.Order(), "web/copy")
+	assert.NotContains(t, sc.Order(), "web/power-on", "a pre-seed powers nothing on")
+
+	r = ctl(t, nil, "plan", "--failback", "--cut-over", threeTier, "--state", t.TempDir())
+	require.Equal(t, exitOK, r.code, r)
+	assert.Contains(t, r.stdout, "failback-cut-over of plan shop")
+
+	r = ctl(t, nil, "plan", "--pre-seed", threeTier)
+	assert.Equal(t, exitUsage, r.code, r)
+	assert.Contains(t, r.stderr, "add --failback")
+}
+
 func TestSimulatedFailback(t *testing.T) {
 	state := t.TempDir()
 	r := ctl(t, nil, "--simulate", "--disk-mib", "8", "--state", state, "failback", threeTier, "--cut-over")

@@ -46,7 +46,11 @@ func (d *drill) drillPlan(ctx context.Context) (string, error) {
 		return "", err
 	}
 	d.dnsBefore.changes = d.lab.AWS.Calls("ChangeResourceRecordSets")
-	rep, err := failover.Run(ctx, d.plan, d.lab.Failover(failover.Drill))
+	fo, err := d.lab.Failover()
+	if err != nil {
+		return "", err
+	}
+	rep, err := fo.Run(ctx, d.plan, failover.Drill)
 	d.drill = rep
 	if err != nil {
 		return "", err
@@ -70,11 +74,15 @@ func (d *drill) drillPlan(ctx context.Context) (string, error) {
 	return strings.Join(lines, "\n"), nil
 }
 
-// cleanupDrill removes the drill with failover.Cleanup and proves it: no
+// cleanupDrill removes the drill with (*failover.Runner).Cleanup and proves it: no
 // instance or volume tagged with the drill's run ID remains, and the
 // production zone holds what it held before the drill.
 func (d *drill) cleanupDrill(ctx context.Context) (string, error) {
-	if err := failover.Cleanup(ctx, d.drill, d.lab.Failover(failover.Drill)); err != nil {
+	fo, err := d.lab.Failover()
+	if err != nil {
+		return "", err
+	}
+	if err := fo.Cleanup(ctx, d.drill); err != nil {
 		return "", err
 	}
 	p := &d.drillCleanup
@@ -82,7 +90,6 @@ func (d *drill) cleanupDrill(ctx context.Context) (string, error) {
 		p.Removed = append(p.Removed, v.InstanceID)
 		p.Removed = append(p.Removed, v.VolumeIDs...)
 	}
-	var err error
 	if p.Instances, p.Volumes, err = d.drillRemains(ctx); err != nil {
 		return "", err
 	}
@@ -172,7 +179,11 @@ func (d *drill) failoverPlan(ctx context.Context) (string, error) {
 		}
 		names = append(names, vm.Name)
 	}
-	rep, err := failover.Run(ctx, d.plan, d.lab.Failover(failover.Failover))
+	fo, err := d.lab.Failover()
+	if err != nil {
+		return "", err
+	}
+	rep, err := fo.Run(ctx, d.plan, failover.Failover)
 	d.failover = rep
 	if err != nil {
 		return "", err
@@ -299,18 +310,20 @@ func (d *drill) rebuildSite(ctx context.Context) (string, error) {
 // back.
 func (d *drill) failback(mode failback.Mode) func(ctx context.Context) (string, error) {
 	return func(ctx context.Context) (string, error) {
-		opts := d.lab.Failback(mode, d.failover)
+		var pre *failback.Report
 		if mode == failback.CutOver {
-			for name, t := range opts.Targets {
-				pre, ok := d.preSeed.VM(name)
-				if !ok {
-					return "", fmt.Errorf("the pre-seed run has no VM %s", name)
+			pre = d.preSeed
+			for _, v := range d.failover.VMs {
+				if _, ok := pre.VM(v.VM); !ok {
+					return "", fmt.Errorf("the pre-seed run has no VM %s", v.VM)
 				}
-				t.PreSeedSnapshots = pre.Snapshots
-				opts.Targets[name] = t
 			}
 		}
-		rep, err := failback.Run(ctx, d.plan, opts)
+		fb, err := d.lab.Failback(failback.Options{})
+		if err != nil {
+			return "", err
+		}
+		rep, err := fb.Run(ctx, d.plan, mode, failback.TargetsFromFailover(d.failover, pre))
 		if mode == failback.PreSeed {
 			d.preSeed = rep
 		} else {

@@ -27,6 +27,7 @@ import (
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/opendraas/draas"
+	"github.com/opendraas/draas/aws/account"
 	"github.com/opendraas/draas/aws/ebs"
 	"github.com/opendraas/draas/aws/ec2"
 	"github.com/opendraas/draas/aws/route53"
@@ -87,6 +88,9 @@ type Lab struct {
 	Copies   *ebs.Copies
 	Launcher *ec2.Launcher
 	DNS      *route53.DNS
+	// Account holds the AWS adapters and clients above (its Launcher knows
+	// no zone: Launcher is the plan's).
+	Account *account.Account
 	// Site is the on-premises vSphere site in memory: a VM per plan VM,
 	// with its disks. It is nil with Options.VSphere.
 	Site *draastest.Hypervisor
@@ -131,10 +135,18 @@ func Start(ctx context.Context, p *plan.Plan, opts Options) (*Lab, error) {
 		return nil, err
 	}
 	l := &Lab{AWS: srv, closers: []func(){srv.Close}}
-	l.EBS = srv.EBS(func(o *awsebs.Options) { o.Retryer = fastRetryer() })
-	l.EC2 = srv.EC2(func(o *awsec2.Options) { o.Retryer = fastRetryer() })
-	l.S3 = srv.S3(func(o *awss3.Options) { o.Retryer = fastRetryer() })
-	r53 := srv.Route53(func(o *awsr53.Options) { o.Retryer = fastRetryer() })
+	cfg := srv.Config()
+	cfg.Retryer = fastRetryer
+	if l.Account, err = account.New(cfg, account.Options{
+		Launcher: ec2.Options{PollInterval: 5 * time.Millisecond},
+		DNS:      route53.Options{PollInterval: 5 * time.Millisecond},
+		Backup:   account.Backup{Endpoint: srv.S3URL},
+	}); err != nil {
+		l.Close()
+		return nil, err
+	}
+	l.EBS, l.EC2, l.S3 = l.Account.EBS, l.Account.EC2, l.Account.S3
+	r53 := l.Account.Route53
 	if err := l.network(ctx, p); err != nil {
 		l.Close()
 		return nil, err
@@ -148,10 +160,10 @@ func Start(ctx context.Context, p *plan.Plan, opts Options) (*Lab, error) {
 			return nil, fmt.Errorf("lab: hosted zone %s: %w", zone, err)
 		}
 	}
-	l.Store = s3.New(l.S3, BackupBucket, BackupPrefix, s3.Options{})
-	l.Copies = ebs.NewCopies(l.EBS, l.EC2, ebs.CopiesOptions{})
-	l.Launcher = ec2.New(l.EC2, ec2.Options{ImageID: l.Plan.AWS.ImageID, AvailabilityZone: l.Plan.AWS.AvailabilityZone, PollInterval: 5 * time.Millisecond})
-	l.DNS = route53.New(r53, route53.Options{PollInterval: 5 * time.Millisecond})
+	l.Store = l.Account.BackupStore(BackupBucket, BackupPrefix, s3.Options{})
+	l.Copies = l.Account.Copies
+	l.Launcher = l.Account.LauncherFor(l.Plan)
+	l.DNS = l.Account.DNS
 	if opts.SiteRecords {
 		if err := l.seedRecords(ctx, p); err != nil {
 			l.Close()
@@ -521,27 +533,24 @@ func (l *Lab) Replicator(opts replicate.Options) (*replicate.Replicator, error) 
 	return replicate.New(l.Plan.ReplicationPlan(), l.Backups(), l.Copies, opts)
 }
 
-// Failover returns failover options for the lab (mode Failover or Drill).
-func (l *Lab) Failover(mode failover.Mode) failover.Options {
-	return failover.Options{
-		Mode: mode, Launcher: l.Launcher, Copies: l.Copies, DNS: l.DNS, DrillDNS: l.DNS,
-		Prober: l.Probe, PollInterval: 5 * time.Millisecond,
-	}
+// PollInterval is how often the lab's failovers poll health: the
+// simulated instances are ready at once.
+const PollInterval = 5 * time.Millisecond
+
+// Failover returns a failover runner for the lab: its launcher, DR copies,
+// DNS (production and drill) and guests, polling every PollInterval.
+func (l *Lab) Failover() (*failover.Runner, error) {
+	return failover.New(l.Launcher, l.Copies, failover.Options{
+		DNS: l.DNS, DrillDNS: l.DNS, Prober: l.Probe, PollInterval: PollInterval,
+	})
 }
 
-// Failback returns failback options bringing the VMs of rep (a failover's
-// report) back to the site, pointing DNS back to what it said before.
-func (l *Lab) Failback(mode failback.Mode, rep *failover.Report) failback.Options {
-	targets := map[string]failback.Target{}
-	for _, v := range rep.VMs {
-		targets[v.VM] = failback.Target{InstanceID: v.InstanceID, Records: v.PreviousRecords}
-	}
-	return failback.Options{
-		Mode: mode, Cloud: l.Launcher, Hypervisor: l.Hypervisor(), DNS: l.DNS, Targets: targets,
-		OpenSnapshot: func(ctx context.Context, id string) (draas.BlockSource, error) {
-			return ebs.OpenSnapshot(ctx, l.EBS, id, ebs.SourceOptions{})
-		},
-	}
+// Failback returns a failback runner bringing VMs from the lab's EC2 back to
+// its site (as it is now: call it again after LoseSite), pointing DNS back;
+// failback.TargetsFromFailover gives a run its targets.
+func (l *Lab) Failback(opts failback.Options) (*failback.Runner, error) {
+	opts.DNS = l.DNS
+	return failback.New(l.Launcher, l.Hypervisor(), l.Account.OpenSnapshot, opts)
 }
 
 // LoseSite replaces the on-premises site with a rebuilt, empty one: the

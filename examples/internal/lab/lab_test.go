@@ -39,11 +39,13 @@ func TestWholeCycle(t *testing.T) {
 	_, err = r.ReplicateAll(ctx)
 	require.NoError(t, err)
 
-	drill, err := failover.Run(ctx, l.Plan, l.Failover(failover.Drill))
+	fo, err := l.Failover()
 	require.NoError(t, err)
-	require.NoError(t, failover.Cleanup(ctx, drill, l.Failover(failover.Drill)))
+	drill, err := fo.Run(ctx, l.Plan, failover.Drill)
+	require.NoError(t, err)
+	require.NoError(t, fo.Cleanup(ctx, drill))
 
-	rep, err := failover.Run(ctx, l.Plan, l.Failover(failover.Failover))
+	rep, err := fo.Run(ctx, l.Plan, failover.Failover)
 	require.NoError(t, err)
 	for _, v := range rep.VMs {
 		require.True(t, v.Up, v.VM)
@@ -60,7 +62,9 @@ func TestWholeCycle(t *testing.T) {
 		require.NoError(t, l.AWS.WriteVolume(v.VolumeIDs[0], int64(i)*4096, []byte("written on EC2")))
 	}
 	l.LoseSite()
-	back, err := failback.Run(ctx, l.Plan, l.Failback(failback.Direct, rep))
+	fb, err := l.Failback(failback.Options{})
+	require.NoError(t, err)
+	back, err := fb.Run(ctx, l.Plan, failback.Direct, failback.TargetsFromFailover(rep, nil))
 	require.NoError(t, err)
 	for _, v := range back.VMs {
 		require.True(t, v.Up, v.VM)
