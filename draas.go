@@ -8,6 +8,21 @@
 // copies and of control-plane calls on an [InstanceLauncher], a [Hypervisor]
 // and a [DNS].
 //
+// The state of a plan lives with the data: recovery points in a backup
+// store ([BackupReader], [BackupWriter], [BackupStore]) and DR copies in a
+// [CopyStore], whose sets count only when complete ([CopySets],
+// [LatestComplete]).
+//
+// Some names exist twice on purpose, once here as the vocabulary and once in
+// package plan as the YAML plan file a user writes: [Plan] is what
+// replication needs (plan.Plan is the whole file; its ReplicationPlan method
+// returns this Plan), [VM] is a protected VM's hardware and disks (plan.VM is
+// how it fails over), and [Record] is a DNS record set as a [DNS] provider
+// stores it (plan.Record is a record the plan points at a VM). A workflow
+// that only replicates takes the vocabulary type; failover and failback take
+// the plan file's. [DNS] is the provider interface; plan.DNS is the plan's
+// zone settings.
+//
 // Capabilities beyond the core are small optional interfaces discovered by
 // type assertion behind helpers with a fallback, in the manner of io.WriterTo:
 // [ExtentSource] (allocated extents), [ChangeTracker] (changed extents since a
@@ -18,10 +33,13 @@
 package draas
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -360,7 +378,9 @@ const (
 	TagComplete      = "draas:complete"
 )
 
-// VM is a protected virtual machine as the plan knows it.
+// VM is a protected virtual machine as replication and backups know it: a
+// name and its hardware and disks. (plan.VM, in a plan file, says how the VM
+// fails over; plan.Plan.ReplicationPlan turns it into this VM.)
 type VM struct {
 	// Name identifies the VM within its plan; it is the key for backups and
 	// DR copies.
@@ -399,10 +419,86 @@ type RecoveryPoint struct {
 	Comment string    `json:"comment,omitempty"`
 }
 
+// BackupReader is the read side of a backup store: what replication and
+// restores need. Implementations MUST be safe for concurrent use.
+type BackupReader interface {
+	// Points lists a VM's committed recovery points, oldest first. A VM
+	// without any has none (an empty list, no error). Points still being
+	// written or aborted are never listed. A store MAY skip a point whose
+	// record is damaged ([ErrChecksumMismatch]) or unreadable by this
+	// version ([ErrInvalid]): it then returns the other points together
+	// with an error wrapping that sentinel and naming each skipped point.
+	// Callers that cannot use a partial list treat any error as failure.
+	Points(ctx context.Context, vm string) ([]RecoveryPoint, error)
+	// OpenDisk opens a disk of a committed recovery point, or returns an
+	// error wrapping [ErrNotFound] when the VM, point or disk does not
+	// exist. The source should be a [ChangeTracker] whose bases are
+	// recovery point IDs of the same VM and disk, so that incremental
+	// copies read only changed blocks. When it is also an io.Closer the
+	// caller closes it.
+	OpenDisk(ctx context.Context, vm, point, disk string) (BlockSource, error)
+}
+
+// BackupWriter is the write side of a backup store: what a backup needs.
+// Implementations MUST be safe for concurrent use.
+type BackupWriter interface {
+	// Points is as in [BackupReader]: a backup reads the previous point's
+	// disks (their change IDs) to copy only what changed since.
+	Points(ctx context.Context, vm string) ([]RecoveryPoint, error)
+	// BeginPoint starts a new recovery point of vm at time t with the given
+	// disks. The point is invisible to Points until its Commit returns nil.
+	BeginPoint(ctx context.Context, vm string, disks []Disk, t time.Time) (PointWriter, error)
+}
+
+// BackupStore is a backup store: both sides. Providers (the S3 store in
+// aws/s3, the in-memory store in draastest) implement it directly.
+type BackupStore interface {
+	BackupReader
+	BackupWriter
+}
+
+// PointWriter writes one recovery point, begun by [BackupWriter.BeginPoint].
+// Every disk named at the start must be written and its sink committed
+// before Commit. Commit and Abort are each called at most once; a point
+// that was never committed MUST be aborted by its user, and then leaves
+// nothing that Points lists.
+type PointWriter interface {
+	// ID returns the point's ID, as Points will list it.
+	ID() string
+	// DiskOnBase returns the sink of the named disk. When the store has an
+	// earlier point of the VM with the same disk, the sink starts from that
+	// disk's blocks (and is a [ZeroWriteSink] that needs zero writes), so
+	// that writing only the changed extents gives the new disk; otherwise
+	// it starts empty. The sink is committed before the point.
+	DiskOnBase(ctx context.Context, name string) (VolumeSink, error)
+	// Commit makes the point visible, atomically: Points lists it with all
+	// its disks, or not at all.
+	Commit(ctx context.Context) error
+	// Abort discards the point; aborting after a failed Commit is allowed.
+	Abort(ctx context.Context) error
+}
+
+// CopyState is the state of a DR copy's snapshot.
+type CopyState string
+
+// The states of a DR copy. Only a [CopyCompleted] copy marked Complete
+// counts (see [CopySet.Complete]).
+const (
+	// CopyPending: the snapshot is being written or finalised.
+	CopyPending CopyState = "pending"
+	// CopyCompleted: the snapshot is complete and usable.
+	CopyCompleted CopyState = "completed"
+	// CopyError: the snapshot failed and can never complete.
+	CopyError CopyState = "error"
+	// CopyWriting: a copy still being written through a volume (the
+	// proxy-volume path); it has no snapshot yet.
+	CopyWriting CopyState = "writing"
+)
+
 // DRCopy is one disk's DR copy: an EBS snapshot made from a recovery point.
 // A VM's DR copy is the set of its disks' DRCopy values with the same
-// RecoveryPoint; the set is complete (every member Complete) or it does not
-// count.
+// RecoveryPoint ([CopySet]); the set is complete (every member Complete and
+// [CopyCompleted]) or it does not count.
 type DRCopy struct {
 	VM   string `json:"vm"`
 	Plan string `json:"plan"`
@@ -420,8 +516,8 @@ type DRCopy struct {
 	// Size is the disk's size in bytes (the snapshot holds whole GiB).
 	Size    int64     `json:"size"`
 	Created time.Time `json:"created"`
-	// State is the snapshot's state: "pending", "completed" or "error".
-	State string `json:"state"`
+	// State is the snapshot's state.
+	State CopyState `json:"state"`
 	// Complete is set once the whole set was copied and verified.
 	Complete bool `json:"complete"`
 	// Checksum summarises the blocks the copy wrote, for audits.
@@ -435,6 +531,99 @@ func (c DRCopy) ID() string {
 		return c.SnapshotID
 	}
 	return c.VolumeID
+}
+
+// CopySet is a VM's DR copies of one recovery point, one per disk, in disk
+// order (DiskIndex, then name).
+type CopySet struct {
+	RecoveryPoint string
+	PointTime     time.Time
+	Copies        []DRCopy
+}
+
+// Complete reports whether the set counts as a DR copy: it has copies and
+// every one is marked Complete and its snapshot is [CopyCompleted]. A
+// CopyStore marks copies complete only once every disk of the point was
+// copied and verified, so a set whose every member is marked covers every
+// disk of the VM.
+func (s CopySet) Complete() bool {
+	if len(s.Copies) == 0 {
+		return false
+	}
+	for _, c := range s.Copies {
+		if !c.Complete || c.State != CopyCompleted {
+			return false
+		}
+	}
+	return true
+}
+
+// Disk returns the set's copy of the named disk.
+func (s CopySet) Disk(name string) (DRCopy, bool) {
+	for _, c := range s.Copies {
+		if c.Disk == name {
+			return c, true
+		}
+	}
+	return DRCopy{}, false
+}
+
+// SnapshotIDs returns the snapshots of the set's copies, in disk order.
+func (s CopySet) SnapshotIDs() []string {
+	ids := make([]string, len(s.Copies))
+	for i, c := range s.Copies {
+		ids[i] = c.SnapshotID
+	}
+	return ids
+}
+
+// CopySets groups a VM's DR copies (as [CopyStore.Copies] lists them) into
+// sets by recovery point, oldest point first (by point time, then ID). When
+// a disk has two copies for one point (a retried run), a complete one
+// stands in the set and the other is an orphan, left out.
+func CopySets(copies []DRCopy) []CopySet {
+	byPoint := map[string]int{}
+	var sets []CopySet
+	for _, c := range copies {
+		i, ok := byPoint[c.RecoveryPoint]
+		if !ok {
+			i = len(sets)
+			byPoint[c.RecoveryPoint] = i
+			sets = append(sets, CopySet{RecoveryPoint: c.RecoveryPoint, PointTime: c.PointTime})
+		}
+		s := &sets[i]
+		if j := slices.IndexFunc(s.Copies, func(o DRCopy) bool { return o.Disk == c.Disk }); j >= 0 {
+			if old := s.Copies[j]; !old.counts() && c.counts() {
+				s.Copies[j] = c
+			}
+			continue
+		}
+		s.Copies = append(s.Copies, c)
+	}
+	for _, s := range sets {
+		slices.SortStableFunc(s.Copies, func(a, b DRCopy) int {
+			return cmp.Or(cmp.Compare(a.DiskIndex, b.DiskIndex), strings.Compare(a.Disk, b.Disk))
+		})
+	}
+	slices.SortStableFunc(sets, func(a, b CopySet) int {
+		return cmp.Or(a.PointTime.Compare(b.PointTime), strings.Compare(a.RecoveryPoint, b.RecoveryPoint))
+	})
+	return sets
+}
+
+// counts reports whether the copy may stand in a complete set.
+func (c DRCopy) counts() bool { return c.Complete && c.State == CopyCompleted }
+
+// LatestComplete returns the newest complete set among a VM's DR copies
+// (see [CopySets] and [CopySet.Complete]), or false when there is none.
+func LatestComplete(copies []DRCopy) (CopySet, bool) {
+	sets := CopySets(copies)
+	for i := len(sets) - 1; i >= 0; i-- {
+		if sets[i].Complete() {
+			return sets[i], true
+		}
+	}
+	return CopySet{}, false
 }
 
 // CopyRequest asks a [CopyStore] for a new DR copy of one disk.
@@ -484,9 +673,11 @@ type CopyStore interface {
 	DeleteCopy(ctx context.Context, id string) error
 }
 
-// Plan is a DR plan: the VMs it protects and how often they are replicated.
-// The full plan format with failover settings lives in package failover;
-// this is what replication needs.
+// Plan is the part of a DR plan that replication needs: the VMs it
+// protects, how often they are replicated and how many copies to keep.
+// The full plan file, with failover, DNS and drill settings, is plan.Plan
+// (package plan), which failover and failback take; plan.Plan's
+// ReplicationPlan method returns this Plan for replicate.New.
 type Plan struct {
 	Name string `json:"name" yaml:"name"`
 	VMs  []VM   `json:"vms" yaml:"vms"`
@@ -625,7 +816,9 @@ type Hypervisor interface {
 	PowerOff(ctx context.Context, vm string) error
 }
 
-// Record is one DNS resource record set.
+// Record is one DNS resource record set as a [DNS] provider stores it,
+// with its zone and values. (plan.Record is what a plan file asks for: a
+// name pointed at a VM, turned into this Record when the VM fails over.)
 type Record struct {
 	Zone string `json:"zone"`
 	// Name is the fully qualified name, e.g. "db.example.com.".
@@ -636,7 +829,8 @@ type Record struct {
 	Values []string      `json:"values"`
 }
 
-// DNS points names at addresses: Route53 in AWS, RFC 2136 on premises.
+// DNS points names at addresses: Route53 in AWS, RFC 2136 on premises. It
+// is the provider interface; plan.DNS is a plan file's zone settings.
 type DNS interface {
 	// Upsert creates or replaces the record and waits until the change is
 	// in effect.

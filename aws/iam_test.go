@@ -140,7 +140,7 @@ func checkPolicy(t *testing.T, file string, rec *recorder) {
 // role the DR account assumes, or the same account's S3).
 func TestIAMPolicyListsExactlyTheActionsCalled(t *testing.T) {
 	ctx := context.Background()
-	srv, err := awssim.New(awssim.Options{})
+	srv, err := awssim.New(awssim.Options{Buckets: []string{"backups"}})
 	require.NoError(t, err)
 	defer srv.Close()
 	drRec, writeRec, readRec := &recorder{ops: map[string]bool{}}, &recorder{ops: map[string]bool{}}, &recorder{ops: map[string]bool{}}
@@ -168,7 +168,7 @@ func TestIAMPolicyListsExactlyTheActionsCalled(t *testing.T) {
 		disk.WriteAt([]byte{byte(i + 1)}, 1<<20)
 		w, err := store.BeginPoint(ctx, "db", []draas.Disk{{Name: "os", Size: disk.Size()}}, time.Now().Add(time.Duration(i)*time.Hour))
 		require.NoError(t, err)
-		sink, err := w.Disk("os")
+		sink, err := w.(*s3.PointWriter).Disk("os")
 		require.NoError(t, err)
 		_, err = blockcopy.Copy(ctx, sink, disk, blockcopy.Options{Verify: true})
 		require.NoError(t, err)
@@ -194,7 +194,7 @@ func TestIAMPolicyListsExactlyTheActionsCalled(t *testing.T) {
 				return srv.Device(id)
 			}),
 		}})
-		r, err := replicate.New(draas.Plan{Name: "plan" + string(rune('a'+path)), VMs: []draas.VM{{Name: "db"}}}, replicate.BackupsOf(acct.BackupStore("backups", "draas", s3.Options{})), copies, replicate.Options{})
+		r, err := replicate.New(draas.Plan{Name: "plan" + string(rune('a'+path)), VMs: []draas.VM{{Name: "db"}}}, acct.BackupStore("backups", "draas", s3.Options{}), copies, replicate.Options{})
 		require.NoError(t, err)
 		reps = append(reps, r)
 	}

@@ -16,27 +16,15 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-)
 
-// needTool returns the path of an external tool, or skips the test when it
-// is missing (fails instead when DRAAS_REQUIRE_ORACLES=1, as in CI).
-func needTool(t *testing.T, name, install string) string {
-	t.Helper()
-	path, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("DRAAS_REQUIRE_ORACLES") == "1" {
-			t.Fatalf("%s not found and DRAAS_REQUIRE_ORACLES=1: %s", name, install)
-		}
-		t.Skipf("%s not found; %s", name, install)
-	}
-	return path
-}
+	oracles "github.com/opendraas/draas/internal/oracle"
+)
 
 // startExample builds examples/awssim, runs it and returns the endpoint URL
 // it prints first. The process is interrupted when the test ends.
 func startExample(t *testing.T, ctx context.Context) string {
 	t.Helper()
-	goBin := needTool(t, "go", "install Go from https://go.dev/dl/")
+	goBin := oracles.Require(t, "go", "install Go from https://go.dev/dl/")
 	bin := filepath.Join(t.TempDir(), "awssim")
 	build := exec.CommandContext(ctx, goBin, "build", "-o", bin, "github.com/opendraas/draas/examples/awssim")
 	out, err := build.CombinedOutput()
@@ -73,7 +61,7 @@ func startExample(t *testing.T, ctx context.Context) string {
 // nobody here wrote: start, put, complete, list and get.
 func TestEBSAWSCLI(t *testing.T) {
 	t.Parallel()
-	awsBin := needTool(t, "aws", "install the aws CLI (pip install awscli)")
+	awsBin := oracles.Require(t, "aws", "install the aws CLI (pip install awscli)")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	url := startExample(t, ctx)

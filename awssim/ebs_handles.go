@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"os"
 	"slices"
 	"time"
 )
@@ -156,16 +157,47 @@ func (s *Server) SnapshotBytes(id string) ([]byte, error) {
 // whole GiB (at least 1), its blocks of all zeros are left unwritten, and it
 // carries the given tags. It returns the snapshot's ID.
 func (s *Server) SeedSnapshot(data []byte, tags map[string]string) (string, error) {
-	size := max(1, (int64(len(data))+1<<30-1)>>30)
+	return s.seedSnapshot(bytes.NewReader(data), int64(len(data)), tags)
+}
+
+// SeedSnapshotFile is [Server.SeedSnapshot] of the content of the file at
+// path (a raw disk image, for instance), read a block at a time.
+func (s *Server) SeedSnapshotFile(path string, tags map[string]string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("awssim: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return "", fmt.Errorf("awssim: %w", err)
+	}
+	return s.seedSnapshot(f, fi.Size(), tags)
+}
+
+func (s *Server) seedSnapshot(r io.ReaderAt, n int64, tags map[string]string) (string, error) {
+	size := max(1, (n+1<<30-1)>>30)
 	if size > ebsMaxVolumeSizeGiB {
-		return "", fmt.Errorf("awssim: %d bytes exceed the largest snapshot, %d GiB", len(data), ebsMaxVolumeSizeGiB)
+		return "", fmt.Errorf("awssim: %d bytes exceed the largest snapshot, %d GiB", n, ebsMaxVolumeSizeGiB)
 	}
 	blocks := map[int64]*block{}
-	var zero [BlockSize]byte
-	for off := 0; off < len(data); off += BlockSize {
-		chunk := data[off:min(off+BlockSize, len(data))]
-		if !bytes.Equal(chunk, zero[:len(chunk)]) {
-			blocks[int64(off/BlockSize)] = newBlock(chunk)
+	buf := make([]byte, BlockSize)
+	var idxs []int64
+	if f, ok := r.(*os.File); ok {
+		idxs = slices.Sorted(maps.Keys(dataBlocks(f, n))) // skip the holes of a sparse file
+	} else {
+		for off := int64(0); off < n; off += BlockSize {
+			idxs = append(idxs, off/BlockSize)
+		}
+	}
+	for _, idx := range idxs {
+		off := idx * BlockSize
+		chunk := buf[:min(BlockSize, n-off)]
+		if _, err := r.ReadAt(chunk, off); err != nil && !errors.Is(err, io.EOF) {
+			return "", fmt.Errorf("awssim: seeding a snapshot: %w", err)
+		}
+		if !isZero(chunk) {
+			blocks[off/BlockSize] = newBlock(chunk)
 		}
 	}
 	s.mu.Lock()

@@ -164,6 +164,8 @@ func (s *Server) ec2Action(action string) ec2Handler {
 		return s.ec2StopInstances
 	case "TerminateInstances":
 		return s.ec2TerminateInstances
+	case "GetConsoleOutput":
+		return s.ec2GetConsoleOutput
 	case "DescribeInstanceStatus":
 		return s.ec2DescribeInstanceStatus
 	case "ModifyInstanceAttribute":

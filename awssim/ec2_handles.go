@@ -117,6 +117,9 @@ func (s *Server) WriteVolume(id string, off int64, p []byte) error {
 	if err != nil {
 		return err
 	}
+	if v.file != nil {
+		return writeVolumeAt(v, p, off)
+	}
 	for len(p) > 0 {
 		idx, in := off/BlockSize, int(off%BlockSize)
 		n := min(len(p), BlockSize-in)
@@ -140,6 +143,9 @@ func (s *Server) ReadVolume(id string, off int64, p []byte) error {
 	if err != nil {
 		return err
 	}
+	if v.file != nil {
+		return readVolumeAt(v, p, off)
+	}
 	for len(p) > 0 {
 		idx, in := off/BlockSize, int(off%BlockSize)
 		n := min(len(p), BlockSize-in)
@@ -162,6 +168,9 @@ func (s *Server) VolumeBytes(id string) ([]byte, error) {
 	v := s.vols[id]
 	if v == nil {
 		return nil, fmt.Errorf("awssim: volume %s does not exist", id)
+	}
+	if v.file != nil {
+		return volumeFileBytes(v)
 	}
 	var end int64
 	for idx := range v.blocks {

@@ -38,6 +38,7 @@ type instance struct {
 	sourceDestCheck                          bool
 	ebsOptimized                             bool
 
+	vm          *qemuVM    // the running virtual machine (Options.QEMU), or nil
 	timer       stateTimer // pending, stopping, shutting-down
 	statusTimer stateTimer // status checks: initializing until settled
 }
@@ -452,13 +453,104 @@ func (s *Server) ec2RunInstances(p ec2Params) (ec2Body, error) {
 	} else if resID != "" {
 		return &reservationBody{xmlReservation: s.reservation(resID)}, nil
 	}
-	imageID, err := p.required("ImageId")
+	l, err := s.parseLaunch(p)
 	if err != nil {
 		return nil, err
 	}
-	im, err := s.imageByID(imageID)
+
+	// Everything is valid but the volumes; create them first so a bad
+	// mapping leaves nothing behind.
+	now := s.now()
+	resID := s.newID("r")
+	vols, err := s.launchVolumes(l, now)
 	if err != nil {
 		return nil, err
+	}
+	for i := range l.count {
+		in := &instance{
+			id: s.newID("i"), reservationID: resID, imageID: l.im.id, instanceType: l.itype.name, state: "pending",
+			subnetID: l.sn.id, vpcID: l.sn.vpcID, az: l.sn.az, eniID: s.newID("eni"), groups: l.groups,
+			userData: l.userData, keyName: p.str("KeyName"), tags: copyTags(l.tags["instance"]), launchTime: now,
+			clientToken: p.str("ClientToken"), launchIndex: int(i), rootDeviceName: l.im.rootDeviceName,
+			platform: l.im.platform, architecture: l.im.architecture, virtualizationType: l.im.virtualizationType,
+			enaSupport: l.im.enaSupport, disableAPITermination: l.noTerminate, shutdownBehavior: l.shutdown,
+			sourceDestCheck: true, ebsOptimized: l.ebsOptimized,
+		}
+		if in.privateIP, err = l.sn.allocate(l.ip, in.id); err != nil {
+			return nil, err // not reached: checked by parseLaunch
+		}
+		for _, v := range vols[i] {
+			v.attachInstance = in.id
+		}
+		s.assignPublicIP(in)
+		s.startTimer(&in.timer)
+		s.ec2.instances[in.id] = in
+		s.startVM(in)
+	}
+	s.rememberToken("RunInstances", p, resID)
+	return &reservationBody{xmlReservation: s.reservation(resID)}, nil
+}
+
+// launch is a RunInstances request, checked.
+type launch struct {
+	im       *image
+	itype    instanceType
+	count    int64 // MaxCount
+	sn       *subnet
+	groups   []string
+	ip       netip.Addr // the private IP asked for, if any
+	userData []byte
+	shutdown string // "stop" or "terminate"
+
+	noTerminate, ebsOptimized bool
+
+	tags     map[string]map[string]string // by resource type
+	mappings []launchMapping
+}
+
+// parseLaunch checks everything in a RunInstances request but what only
+// creating its volumes can find wrong.
+func (s *Server) parseLaunch(p ec2Params) (*launch, error) {
+	l := &launch{}
+	var err error
+	if l.im, l.itype, err = s.launchImage(p); err != nil {
+		return nil, err
+	}
+	if l.count, err = launchCount(p); err != nil {
+		return nil, err
+	}
+	if err := s.launchNetwork(p, l); err != nil {
+		return nil, err
+	}
+	if err := launchOptions(p, l); err != nil {
+		return nil, err
+	}
+	if l.tags, err = p.tagSpecs("instance", "volume", "network-interface"); err != nil {
+		return nil, err
+	}
+	if l.mappings, err = s.launchMappings(p, l.im, l.sn.az); err != nil {
+		return nil, err
+	}
+	rootMapped := false
+	for _, m := range l.mappings {
+		rootMapped = rootMapped || m.device == l.im.rootDeviceName
+	}
+	if !rootMapped {
+		return nil, ec2Err("InvalidBlockDeviceMapping", "The image %s has no mapping for its root device %s.", l.im.id, l.im.rootDeviceName)
+	}
+	return l, nil
+}
+
+// launchImage returns the image and instance type to launch, checking that
+// the one runs on the other.
+func (s *Server) launchImage(p ec2Params) (*image, instanceType, error) {
+	imageID, err := p.required("ImageId")
+	if err != nil {
+		return nil, instanceType{}, err
+	}
+	im, err := s.imageByID(imageID)
+	if err != nil {
+		return nil, instanceType{}, err
 	}
 	typeName := p.str("InstanceType")
 	if typeName == "" {
@@ -466,31 +558,40 @@ func (s *Server) ec2RunInstances(p ec2Params) (ec2Body, error) {
 	}
 	itype, ok := s.ec2.types[typeName]
 	if !ok {
-		return nil, ec2Err("InvalidParameterValue", "Invalid value '%s' for InstanceType.", typeName)
+		return nil, instanceType{}, ec2Err("InvalidParameterValue", "Invalid value '%s' for InstanceType.", typeName)
 	}
 	if err := checkLaunchable(itype, im.virtualizationType, im.enaSupport); err != nil {
-		return nil, err
+		return nil, instanceType{}, err
 	}
+	return im, itype, nil
+}
+
+// launchCount returns MaxCount, checking it against MinCount.
+func launchCount(p ec2Params) (int64, error) {
 	if _, err := p.required("MinCount"); err != nil {
-		return nil, err
+		return 0, err
 	}
 	if _, err := p.required("MaxCount"); err != nil {
-		return nil, err
+		return 0, err
 	}
 	minCount, err := p.integer("MinCount", 1)
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
 	maxCount, err := p.integer("MaxCount", 1)
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
 	if minCount < 1 || maxCount < minCount {
-		return nil, ec2Err("InvalidParameterValue", "Invalid MinCount %d / MaxCount %d: need 1 <= MinCount <= MaxCount", minCount, maxCount)
+		return 0, ec2Err("InvalidParameterValue", "Invalid MinCount %d / MaxCount %d: need 1 <= MinCount <= MaxCount", minCount, maxCount)
 	}
+	return maxCount, nil
+}
 
-	// Network: SubnetId (or the first network interface's), else the
-	// default subnet of the zone.
+// launchNetwork sets the subnet, security groups and private IP of l:
+// SubnetId (or the first network interface's), else the default subnet of
+// the zone; the groups given, else the VPC's default group.
+func (s *Server) launchNetwork(p ec2Params, l *launch) error {
 	subnetID := p.str("SubnetId")
 	wantIP := p.str("PrivateIpAddress")
 	groupIDs := p.list("SecurityGroupId")
@@ -501,33 +602,73 @@ func (s *Server) ec2RunInstances(p ec2Params) (ec2Body, error) {
 		wantIP = p.str("NetworkInterface.1.PrivateIpAddress")
 	}
 	groupIDs = append(groupIDs, p.list("NetworkInterface.1.SecurityGroupId")...)
-	az := p.str("Placement.AvailabilityZone")
-	var sn *subnet
-	if subnetID != "" {
-		if sn, err = s.subnetByID(subnetID); err != nil {
+	sn, err := s.launchSubnet(subnetID, p.str("Placement.AvailabilityZone"))
+	if err != nil {
+		return err
+	}
+	l.sn = sn
+	if l.groups, err = s.launchGroups(sn, groupIDs, p.list("SecurityGroup")); err != nil {
+		return err
+	}
+	if wantIP != "" {
+		if l.count > 1 {
+			return ec2Err("InvalidParameterCombination", "A private IP address cannot be specified when launching more than one instance.")
+		}
+		ip, err := netip.ParseAddr(wantIP)
+		if err != nil || !ip.Is4() {
+			return ec2Err("InvalidParameterValue", "Invalid IPv4 address: %s", wantIP)
+		}
+		switch {
+		case !sn.cidr.Contains(ip):
+			return ec2Err("InvalidParameterValue", "Address %s does not fall within the subnet's address range", ip)
+		case sn.reserved(ip):
+			return ec2Err("InvalidParameterValue", "Address %s is in subnet's reserved address range", ip)
+		case sn.used[ip] != "":
+			return ec2Err("InvalidIPAddress.InUse", "Address %s is in use.", ip)
+		}
+		l.ip = ip
+	} else if int64(sn.free()) < l.count {
+		return ec2Err("InsufficientFreeAddressesInSubnet", "There are not enough free addresses in subnet '%s' to satisfy the requested number of instances.", sn.id)
+	}
+	return nil
+}
+
+// launchSubnet returns the subnet named by id, in zone az if az is set, or
+// when id is empty the default subnet of az (or of the first zone).
+func (s *Server) launchSubnet(id, az string) (*subnet, error) {
+	if id != "" {
+		sn, err := s.subnetByID(id)
+		if err != nil {
 			return nil, err
 		}
 		if az != "" && az != sn.az {
 			return nil, ec2Err("InvalidParameterValue", "Value (%s) for parameter availabilityZone is invalid. Subnet '%s' is in the availability zone %s", az, sn.id, sn.az)
 		}
-	} else {
-		if s.ec2.defaultVPC == "" {
-			return nil, ec2Err("VPCIdNotSpecified", "No default VPC for this user")
-		}
-		if az == "" {
-			az = s.ec2.azs[0]
-		}
-		for _, id := range sortedKeys(s.ec2.subnets) {
-			if c := s.ec2.subnets[id]; c.vpcID == s.ec2.defaultVPC && c.az == az && c.defaultForAz {
-				sn = c
-			}
-		}
-		if sn == nil {
-			return nil, ec2Err("InvalidParameterValue", "Value (%s) for parameter availabilityZone is invalid.", az)
+		return sn, nil
+	}
+	if s.ec2.defaultVPC == "" {
+		return nil, ec2Err("VPCIdNotSpecified", "No default VPC for this user")
+	}
+	if az == "" {
+		az = s.ec2.azs[0]
+	}
+	var sn *subnet
+	for _, id := range sortedKeys(s.ec2.subnets) {
+		if c := s.ec2.subnets[id]; c.vpcID == s.ec2.defaultVPC && c.az == az && c.defaultForAz {
+			sn = c
 		}
 	}
+	if sn == nil {
+		return nil, ec2Err("InvalidParameterValue", "Value (%s) for parameter availabilityZone is invalid.", az)
+	}
+	return sn, nil
+}
+
+// launchGroups returns the IDs of the security groups given by ID and by
+// name, which must be in the subnet's VPC, or of the VPC's default group.
+func (s *Server) launchGroups(sn *subnet, ids, names []string) ([]string, error) {
 	var groups []string
-	for _, gid := range groupIDs {
+	for _, gid := range ids {
 		g, err := s.groupByID(gid)
 		if err != nil {
 			return nil, err
@@ -537,7 +678,7 @@ func (s *Server) ec2RunInstances(p ec2Params) (ec2Body, error) {
 		}
 		groups = append(groups, g.id)
 	}
-	for _, name := range p.list("SecurityGroup") {
+	for _, name := range names {
 		g, err := s.groupByName(sn.vpcID, name)
 		if err != nil {
 			return nil, err
@@ -551,81 +692,50 @@ func (s *Server) ec2RunInstances(p ec2Params) (ec2Body, error) {
 		}
 		groups = []string{g.id}
 	}
-	var ip netip.Addr
-	if wantIP != "" {
-		if maxCount > 1 {
-			return nil, ec2Err("InvalidParameterCombination", "A private IP address cannot be specified when launching more than one instance.")
-		}
-		if ip, err = netip.ParseAddr(wantIP); err != nil || !ip.Is4() {
-			return nil, ec2Err("InvalidParameterValue", "Invalid IPv4 address: %s", wantIP)
-		}
-		switch {
-		case !sn.cidr.Contains(ip):
-			return nil, ec2Err("InvalidParameterValue", "Address %s does not fall within the subnet's address range", ip)
-		case sn.reserved(ip):
-			return nil, ec2Err("InvalidParameterValue", "Address %s is in subnet's reserved address range", ip)
-		case sn.used[ip] != "":
-			return nil, ec2Err("InvalidIPAddress.InUse", "Address %s is in use.", ip)
-		}
-	} else if int64(sn.free()) < maxCount {
-		return nil, ec2Err("InsufficientFreeAddressesInSubnet", "There are not enough free addresses in subnet '%s' to satisfy the requested number of instances.", sn.id)
-	}
+	return groups, nil
+}
 
-	var userData []byte
+// launchOptions sets the user data, shutdown behaviour and flags of l.
+func launchOptions(p ec2Params, l *launch) error {
+	var err error
 	if ud := p.str("UserData"); ud != "" {
-		if userData, err = base64.StdEncoding.DecodeString(ud); err != nil {
-			return nil, ec2Err("InvalidParameterValue", "Invalid BASE64 encoding of user data.")
+		if l.userData, err = base64.StdEncoding.DecodeString(ud); err != nil {
+			return ec2Err("InvalidParameterValue", "Invalid BASE64 encoding of user data.")
 		}
-		if len(userData) > 16<<10 {
-			return nil, ec2Err("InvalidParameterValue", "User data is limited to 16384 bytes")
+		if len(l.userData) > 16<<10 {
+			return ec2Err("InvalidParameterValue", "User data is limited to 16384 bytes")
 		}
 	}
-	shutdown := p.str("InstanceInitiatedShutdownBehavior")
-	switch shutdown {
+	l.shutdown = p.str("InstanceInitiatedShutdownBehavior")
+	switch l.shutdown {
 	case "":
-		shutdown = "stop"
+		l.shutdown = "stop"
 	case "stop", "terminate":
 	default:
-		return nil, ec2Err("InvalidParameterValue", "Value (%s) for parameter instanceInitiatedShutdownBehavior is invalid.", shutdown)
+		return ec2Err("InvalidParameterValue", "Value (%s) for parameter instanceInitiatedShutdownBehavior is invalid.", l.shutdown)
 	}
-	noTerminate, _, err := p.boolean("DisableApiTermination")
-	if err != nil {
-		return nil, err
+	if l.noTerminate, _, err = p.boolean("DisableApiTermination"); err != nil {
+		return err
 	}
-	ebsOpt, _, err := p.boolean("EbsOptimized")
-	if err != nil {
-		return nil, err
+	if l.ebsOptimized, _, err = p.boolean("EbsOptimized"); err != nil {
+		return err
 	}
-	tags, err := p.tagSpecs("instance", "volume", "network-interface")
-	if err != nil {
-		return nil, err
-	}
-	mappings, err := s.launchMappings(p, im, sn.az)
-	if err != nil {
-		return nil, err
-	}
-	rootMapped := false
-	for _, m := range mappings {
-		rootMapped = rootMapped || m.device == im.rootDeviceName
-	}
-	if !rootMapped {
-		return nil, ec2Err("InvalidBlockDeviceMapping", "The image %s has no mapping for its root device %s.", im.id, im.rootDeviceName)
-	}
+	return nil
+}
 
-	// Everything is valid but the volumes; create them first so a bad
-	// mapping leaves nothing behind.
-	now := s.now()
-	resID := s.newID("r")
+// launchVolumes creates the volumes of every instance of l, attached as of
+// now: vols[i] are instance i's. When one fails, none is left.
+func (s *Server) launchVolumes(l *launch, now time.Time) ([][]*volume, error) {
 	var made []*volume
-	vols := make([][]*volume, maxCount)
+	vols := make([][]*volume, l.count)
 	for i := range vols {
-		for _, m := range mappings {
+		for _, m := range l.mappings {
 			spec := m.spec
-			spec.tags = copyTags(tags["volume"])
+			spec.tags = copyTags(l.tags["volume"])
 			v, err := s.newVolume(spec)
 			if err != nil {
 				for _, v := range made {
-					delete(s.vols, v.id)
+					s.dropVolume(v)
 				}
 				if e, ok := err.(*ec2Error); ok && strings.HasPrefix(e.msg, "Volume of") {
 					e.code = "InvalidBlockDeviceMapping"
@@ -638,28 +748,7 @@ func (s *Server) ec2RunInstances(p ec2Params) (ec2Body, error) {
 			vols[i] = append(vols[i], v)
 		}
 	}
-	for i := range maxCount {
-		in := &instance{
-			id: s.newID("i"), reservationID: resID, imageID: im.id, instanceType: itype.name, state: "pending",
-			subnetID: sn.id, vpcID: sn.vpcID, az: sn.az, eniID: s.newID("eni"), groups: groups,
-			userData: userData, keyName: p.str("KeyName"), tags: copyTags(tags["instance"]), launchTime: now,
-			clientToken: p.str("ClientToken"), launchIndex: int(i), rootDeviceName: im.rootDeviceName,
-			platform: im.platform, architecture: im.architecture, virtualizationType: im.virtualizationType,
-			enaSupport: im.enaSupport, disableAPITermination: noTerminate, shutdownBehavior: shutdown,
-			sourceDestCheck: true, ebsOptimized: ebsOpt,
-		}
-		if in.privateIP, err = sn.allocate(ip, in.id); err != nil {
-			return nil, err // not reached: checked above
-		}
-		for _, v := range vols[i] {
-			v.attachInstance = in.id
-		}
-		s.assignPublicIP(in)
-		s.startTimer(&in.timer)
-		s.ec2.instances[in.id] = in
-	}
-	s.rememberToken("RunInstances", p, resID)
-	return &reservationBody{xmlReservation: s.reservation(resID)}, nil
+	return vols, nil
 }
 
 // checkLaunchable refuses what EC2 refuses: paravirtual images and images
@@ -738,25 +827,35 @@ type describeInstancesBody struct {
 	NextToken    string           `xml:"nextToken,omitempty"`
 }
 
-func (s *Server) ec2DescribeInstances(p ec2Params) (ec2Body, error) {
-	var ins []*instance
+// listedInstances returns the instances p names by InstanceId, sorted by
+// ID, or when it names none every instance.
+func (s *Server) listedInstances(p ec2Params) ([]*instance, error) {
 	if len(p.list("InstanceId")) > 0 {
-		if p.has("MaxResults") {
-			return nil, ec2Err("InvalidParameterCombination", "The parameter instancesSet cannot be used with the parameter maxResults")
-		}
-		var err error
-		if ins, err = s.instancesByID(p); err != nil {
+		ins, err := s.instancesByID(p)
+		if err != nil {
 			return nil, err
 		}
 		sort.Slice(ins, func(i, j int) bool { return ins[i].id < ins[j].id })
-	} else {
-		for _, id := range sortedKeys(s.ec2.instances) {
-			in := s.ec2.instances[id]
-			s.settleInstance(in, false)
-			ins = append(ins, in)
-		}
+		return ins, nil
 	}
-	ins, err := applyFilters(ins, p.filters(), instanceFilters(s), func(in *instance) map[string]string { return in.tags })
+	var ins []*instance
+	for _, id := range sortedKeys(s.ec2.instances) {
+		in := s.ec2.instances[id]
+		s.settleInstance(in, false)
+		ins = append(ins, in)
+	}
+	return ins, nil
+}
+
+func (s *Server) ec2DescribeInstances(p ec2Params) (ec2Body, error) {
+	if len(p.list("InstanceId")) > 0 && p.has("MaxResults") {
+		return nil, ec2Err("InvalidParameterCombination", "The parameter instancesSet cannot be used with the parameter maxResults")
+	}
+	ins, err := s.listedInstances(p)
+	if err != nil {
+		return nil, err
+	}
+	ins, err = applyFilters(ins, p.filters(), instanceFilters(s), func(in *instance) map[string]string { return in.tags })
 	if err != nil {
 		return nil, err
 	}
@@ -840,6 +939,7 @@ func (s *Server) ec2StartInstances(p ec2Params) (ec2Body, error) {
 			in.state, in.reason, in.stateReason = "pending", "", ""
 			s.assignPublicIP(in)
 			s.startTimer(&in.timer)
+			s.startVM(in)
 		}
 	})
 }
@@ -855,6 +955,7 @@ func (s *Server) ec2StopInstances(p ec2Params) (ec2Body, error) {
 		if in.state == "running" {
 			in.state, in.reason, in.stateReason = "stopping", s.userReason(), "Client.UserInitiatedShutdown"
 			in.publicIP = netip.Addr{}
+			s.stopVM(in)
 			s.startTimer(&in.timer)
 		}
 	})
@@ -874,10 +975,11 @@ func (s *Server) ec2TerminateInstances(p ec2Params) (ec2Body, error) {
 		}
 		in.state, in.reason, in.stateReason = "shutting-down", s.userReason(), "Client.UserInitiatedShutdown"
 		in.publicIP = netip.Addr{}
+		s.stopVM(in)
 		s.startTimer(&in.timer)
 		for _, v := range s.attachedVolumes(in.id) {
 			if v.deleteOnTermination {
-				delete(s.vols, v.id)
+				s.dropVolume(v)
 				continue
 			}
 			v.state = "available"
@@ -933,18 +1035,9 @@ func (s *Server) ec2DescribeInstanceStatus(p ec2Params) (ec2Body, error) {
 	if err != nil {
 		return nil, err
 	}
-	var ins []*instance
-	if len(p.list("InstanceId")) > 0 {
-		if ins, err = s.instancesByID(p); err != nil {
-			return nil, err
-		}
-		sort.Slice(ins, func(i, j int) bool { return ins[i].id < ins[j].id })
-	} else {
-		for _, id := range sortedKeys(s.ec2.instances) {
-			in := s.ec2.instances[id]
-			s.settleInstance(in, false)
-			ins = append(ins, in)
-		}
+	ins, err := s.listedInstances(p)
+	if err != nil {
+		return nil, err
 	}
 	if !all {
 		var running []*instance

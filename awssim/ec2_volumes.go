@@ -278,6 +278,11 @@ func (s *Server) newVolume(spec volumeSpec) (*volume, error) {
 		throughput: spec.throughput,
 		blocks:     blocks,
 	}
+	if s.volumeDir != "" {
+		if err := s.createVolumeFile(v); err != nil {
+			return nil, err
+		}
+	}
 	s.startTimer(&v.timer)
 	s.vols[v.id] = v
 	return v, nil
@@ -540,7 +545,7 @@ func (s *Server) ec2DeleteVolume(p ec2Params) (ec2Body, error) {
 	if v.attachInstance != "" {
 		return nil, ec2Err("VolumeInUse", "Volume %s is currently attached to %s", v.id, v.attachInstance)
 	}
-	delete(s.vols, v.id)
+	s.dropVolume(v)
 	return &emptyBody{}, nil
 }
 
@@ -567,7 +572,11 @@ func (s *Server) settleSnapshot(sn *snapshot, observe bool) {
 // newEC2Snapshot snapshots volume v as it is now: the snapshot shares the
 // volume's blocks, so later writes to the volume do not change it. Callers
 // hold s.mu.
-func (s *Server) newEC2Snapshot(v *volume, description string, tags map[string]string) *snapshot {
+func (s *Server) newEC2Snapshot(v *volume, description string, tags map[string]string) (*snapshot, error) {
+	blocks, err := s.volumeBlocks(v)
+	if err != nil {
+		return nil, err
+	}
 	if tags == nil {
 		tags = map[string]string{}
 	}
@@ -582,13 +591,13 @@ func (s *Server) newEC2Snapshot(v *volume, description string, tags map[string]s
 		tags:        tags,
 		startTime:   s.now(),
 		progress:    "0%",
-		blocks:      cloneBlocks(v.blocks),
+		blocks:      blocks,
 	}
 	s.snaps[sn.id] = sn
 	t := &stateTimer{}
 	s.startTimer(t)
 	s.ec2.snapTimers[sn.id] = t
-	return sn
+	return sn, nil
 }
 
 func (s *Server) snapshotOwner(sn *snapshot) string {
@@ -643,7 +652,10 @@ func (s *Server) ec2CreateSnapshot(p ec2Params) (ec2Body, error) {
 	if err != nil {
 		return nil, err
 	}
-	sn := s.newEC2Snapshot(v, p.str("Description"), tags["snapshot"])
+	sn, err := s.newEC2Snapshot(v, p.str("Description"), tags["snapshot"])
+	if err != nil {
+		return nil, err
+	}
 	return &snapshotBody{xmlSnapshot: s.snapshotXML(sn)}, nil
 }
 
@@ -694,7 +706,10 @@ func (s *Server) ec2CreateSnapshots(p ec2Params) (ec2Body, error) {
 		for k, val := range tags["snapshot"] {
 			t[k] = val
 		}
-		sn := s.newEC2Snapshot(v, p.str("Description"), t)
+		sn, err := s.newEC2Snapshot(v, p.str("Description"), t)
+		if err != nil {
+			return nil, err
+		}
 		out.Snapshots = append(out.Snapshots, xmlSnapshotInfo{
 			SnapshotID: sn.id, VolumeID: sn.volumeID, State: sn.state, StartTime: ec2Time(sn.startTime),
 			Progress: sn.progress, OwnerID: s.opts.AccountID, VolumeSize: sn.sizeGiB,

@@ -23,7 +23,8 @@ type opFaults struct {
 }
 
 // faultSet holds the faults configured per operation name ("PutSnapshotBlock",
-// "RunInstances", "ChangeResourceRecordSets", or "*" for every operation).
+// "RunInstances", "ChangeResourceRecordSets", "GetObject", or "*" for every
+// operation of every service).
 type faultSet struct {
 	mu    sync.Mutex
 	rng   *rand.Rand
@@ -45,8 +46,10 @@ func (f *faultSet) op(name string) *opFaults {
 
 // Throttle makes the given fraction (0..1) of calls to op fail with the
 // service's throttling error (EBS RequestThrottledException, EC2
-// RequestLimitExceeded, Route53 Throttling). op "*" applies to every
-// operation. The choice is pseudo-random with a fixed seed, so runs repeat.
+// RequestLimitExceeded, Route53 Throttling, S3 SlowDown). op is an
+// operation name as in the AWS API; "*" applies to every operation of every
+// service, S3 included. The choice is pseudo-random with a fixed seed, so
+// runs repeat.
 func (s *Server) Throttle(op string, fraction float64) {
 	s.faults.mu.Lock()
 	defer s.faults.mu.Unlock()

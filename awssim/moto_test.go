@@ -3,18 +3,14 @@ package awssim_test
 import (
 	"context"
 	"encoding/base64"
-	"fmt"
 	"maps"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
@@ -24,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/opendraas/draas/awssim"
+	oracles "github.com/opendraas/draas/internal/oracle"
 )
 
 // The moto oracle: one scenario of the EC2 and Route53 calls disaster
@@ -211,59 +208,13 @@ func TestMotoOracle(t *testing.T) {
 	}
 }
 
-// startMoto runs moto_server on a free loopback port until the test ends
-// and returns its URL. Without moto_server the test skips, or fails when
-// DRAAS_REQUIRE_ORACLES=1 (as in CI).
+// startMoto runs moto_server with the image that launches use until the
+// test ends, and returns its URL (see oracle.StartMoto).
 func startMoto(t *testing.T) string {
 	t.Helper()
-	const install = "install it with: pip install 'moto[server]'"
-	bin, err := exec.LookPath("moto_server")
-	if err != nil {
-		if os.Getenv("DRAAS_REQUIRE_ORACLES") == "1" {
-			t.Fatalf("moto_server not found on PATH and DRAAS_REQUIRE_ORACLES=1; %s", install)
-		}
-		t.Skipf("moto_server not found on PATH; %s", install)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	port := ln.Addr().(*net.TCPAddr).Port
-	require.NoError(t, ln.Close())
-
 	amis := filepath.Join(t.TempDir(), "amis.json")
 	require.NoError(t, os.WriteFile(amis, []byte(motoImage), 0o600))
-	cmd := exec.Command(bin, "-H", "127.0.0.1", "-p", fmt.Sprint(port))
-	cmd.Env = append(os.Environ(), "MOTO_AMIS_PATH="+amis)
-	var logs strings.Builder
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	require.NoError(t, cmd.Start())
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-		if t.Failed() {
-			t.Logf("moto_server output:\n%s", logs.String())
-		}
-	})
-
-	url := fmt.Sprintf("http://127.0.0.1:%d", port)
-	deadline := time.Now().Add(30 * time.Second)
-	probe := &http.Client{Timeout: 2 * time.Second}
-	for {
-		resp, err := probe.Get(url + "/moto-api/")
-		if err == nil {
-			resp.Body.Close()
-			return url
-		}
-		select {
-		case err := <-exited:
-			t.Fatalf("moto_server exited: %v\n%s", err, logs.String())
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("moto_server did not answer on %s within 30s", url)
-		}
-	}
+	return oracles.StartMoto(t, "MOTO_AMIS_PATH="+amis)
 }
 
 // drScenario is the DR cycle's control plane: volumes and snapshots with

@@ -2,6 +2,7 @@ package awssim
 
 import (
 	"crypto/sha256"
+	"os"
 	"time"
 )
 
@@ -75,7 +76,11 @@ type volume struct {
 	deleteOnTermination bool
 	iops, throughput    int64
 
+	// blocks is the volume's content, in memory; for a file-backed volume
+	// (file set) it is the content as of its last snapshot, and the file
+	// holds the data (volfile.go).
 	blocks map[int64]*block
+	file   *os.File
 }
 
 func cloneBlocks(m map[int64]*block) map[int64]*block {

@@ -38,88 +38,56 @@ type Hypervisor interface {
 	Snapshot(ctx context.Context, vm string) (Snapshot, error)
 }
 
-// Point is a recovery point being written.
-type Point interface {
-	ID() string
-	// DiskOnBase returns the sink of a disk that starts from the same disk
-	// of the previous point when the store has one (and then needs zero
-	// writes), or empty.
-	DiskOnBase(ctx context.Context, name string) (draas.VolumeSink, error)
-	Commit(ctx context.Context) error
-	Abort(ctx context.Context) error
-}
-
-// Store is the write side of a backup store. Use [StoreOf] to adapt one
-// whose methods return concrete types, such as *s3.Store.
-type Store interface {
-	Points(ctx context.Context, vm string) ([]draas.RecoveryPoint, error)
-	Begin(ctx context.Context, vm string, disks []draas.Disk, t time.Time) (Point, error)
-}
-
-// StoreOf adapts a backup store whose BeginPoint returns a concrete point
-// writer type W (whose DiskOnBase returns a concrete sink type S) to
-// [Store]. *s3.Store fits.
-func StoreOf[W interface {
-	ID() string
-	DiskOnBase(ctx context.Context, name string) (S, error)
-	Commit(ctx context.Context) error
-	Abort(ctx context.Context) error
-}, S draas.VolumeSink](st interface {
-	Points(ctx context.Context, vm string) ([]draas.RecoveryPoint, error)
-	BeginPoint(ctx context.Context, vm string, disks []draas.Disk, t time.Time) (W, error)
-}) Store {
-	return storeOf[W, S]{st}
-}
-
-type storeOf[W interface {
-	ID() string
-	DiskOnBase(ctx context.Context, name string) (S, error)
-	Commit(ctx context.Context) error
-	Abort(ctx context.Context) error
-}, S draas.VolumeSink] struct {
-	st interface {
-		Points(ctx context.Context, vm string) ([]draas.RecoveryPoint, error)
-		BeginPoint(ctx context.Context, vm string, disks []draas.Disk, t time.Time) (W, error)
-	}
-}
-
-func (s storeOf[W, S]) Points(ctx context.Context, vm string) ([]draas.RecoveryPoint, error) {
-	return s.st.Points(ctx, vm)
-}
-
-func (s storeOf[W, S]) Begin(ctx context.Context, vm string, disks []draas.Disk, t time.Time) (Point, error) {
-	w, err := s.st.BeginPoint(ctx, vm, disks, t)
-	if err != nil {
-		return nil, err
-	}
-	return pointOf[W, S]{w}, nil
-}
-
-type pointOf[W interface {
-	ID() string
-	DiskOnBase(ctx context.Context, name string) (S, error)
-	Commit(ctx context.Context) error
-	Abort(ctx context.Context) error
-}, S draas.VolumeSink] struct{ w W }
-
-func (p pointOf[W, S]) ID() string                       { return p.w.ID() }
-func (p pointOf[W, S]) Commit(ctx context.Context) error { return p.w.Commit(ctx) }
-func (p pointOf[W, S]) Abort(ctx context.Context) error  { return p.w.Abort(ctx) }
-func (p pointOf[W, S]) DiskOnBase(ctx context.Context, name string) (draas.VolumeSink, error) {
-	s, err := p.w.DiskOnBase(ctx, name)
-	if err != nil {
-		return nil, err
-	}
-	return s, nil
-}
-
-// Options tunes a backup. The zero value is useful.
+// Options tunes a [Runner]. The zero value is useful.
 type Options struct {
-	// Copy tunes the disk copies (Verify is always on; Extents is set per
-	// disk).
+	// Copy tunes the disk copies: Concurrency, RateLimit, Retry and
+	// ProgressInterval are used as given. The workflow sets the other
+	// fields itself for every disk: Verify is always on, Extents is the
+	// areas changed since the previous point (nil for a full copy), and
+	// Progress feeds Options.Progress. A backup does not resume a killed
+	// copy (a failed backup leaves no point), so Checkpoint must stay nil.
+	// [New] fails with draas.ErrInvalid when Copy.Extents, Copy.Checkpoint
+	// or Copy.Progress is set, rather than overwrite it.
 	Copy blockcopy.Options
+	// Progress, when set, receives the disk copies' progress, tagged with
+	// VM and disk, one call at a time (also when Run is called for several
+	// VMs at once). It must not block for long.
+	Progress func(blockcopy.DiskProgress)
 	// Now is the clock for the point's time; default time.Now.
 	Now func() time.Time
+}
+
+// Runner backs VMs up from a hypervisor into a backup store. It is safe for
+// concurrent use: Run may back up several VMs at once (but not the same VM
+// twice at once).
+type Runner struct {
+	hv       Hypervisor
+	store    draas.BackupWriter
+	opts     Options
+	progress *blockcopy.ProgressMux
+}
+
+// New returns a Runner that snapshots VMs through hv and writes their
+// recovery points to store (e.g. an *s3.Store from aws/s3). A nil hv or
+// store, or an Options.Copy field the workflow sets (see [Options]), is an
+// error wrapping draas.ErrInvalid.
+func New(hv Hypervisor, store draas.BackupWriter, opts Options) (*Runner, error) {
+	switch {
+	case hv == nil:
+		return nil, draas.Invalidf("backup.New: hv is nil: pass a backup.Hypervisor, e.g. fromvsphere.New(h, vsphere.BackupOptions{})")
+	case store == nil:
+		return nil, draas.Invalidf("backup.New: store is nil: pass a draas.BackupWriter, e.g. an *s3.Store from aws/s3")
+	case opts.Copy.Extents != nil:
+		return nil, draas.Invalidf("backup.New: Options.Copy.Extents is set by the workflow (the areas changed since the previous point): leave it nil")
+	case opts.Copy.Checkpoint != nil:
+		return nil, draas.Invalidf("backup.New: Options.Copy.Checkpoint must be nil: a backup does not resume copies (a failed backup leaves no point)")
+	case opts.Copy.Progress != nil:
+		return nil, draas.Invalidf("backup.New: Options.Copy.Progress is set by the workflow: set Options.Progress (tagged with VM and disk) instead")
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Runner{hv: hv, store: store, opts: opts, progress: blockcopy.NewProgressMux(opts.Progress)}, nil
 }
 
 // DiskResult is one disk's part of a backup.
@@ -139,12 +107,15 @@ type Result struct {
 	Duration time.Duration `json:"duration"`
 }
 
-// Run backs vm up from hv into store as a new recovery point.
-func Run(ctx context.Context, hv Hypervisor, store Store, vm string, opts Options) (res Result, err error) {
-	now := opts.Now
-	if now == nil {
-		now = time.Now
+// Run backs vm up as a new recovery point: it snapshots the VM, copies
+// each disk (only the changed areas when the previous point's change IDs
+// allow), commits the point and removes the snapshot. On failure the point
+// is aborted and the Result says what was done.
+func (r *Runner) Run(ctx context.Context, vm string) (res Result, err error) {
+	if r == nil || r.hv == nil || r.store == nil {
+		return Result{VM: vm}, draas.Invalidf("backup: Run on a Runner not made by backup.New")
 	}
+	hv, store, now := r.hv, r.store, r.opts.Now
 	start := now()
 	res = Result{VM: vm, Time: start}
 	defer func() { res.Duration = now().Sub(start) }()
@@ -172,7 +143,7 @@ func Run(ctx context.Context, hv Hypervisor, store Store, vm string, opts Option
 			prev[d.Name] = d
 		}
 	}
-	p, err := store.Begin(ctx, vm, disks, start)
+	p, err := store.BeginPoint(ctx, vm, disks, start)
 	if err != nil {
 		return res, fmt.Errorf("backup %s: begin recovery point: %w", vm, err)
 	}
@@ -186,7 +157,7 @@ func Run(ctx context.Context, hv Hypervisor, store Store, vm string, opts Option
 		}
 	}()
 	for i, d := range disks {
-		dr, err := backupDisk(ctx, snap, p, i, d, prev[d.Name], opts)
+		dr, err := r.backupDisk(ctx, vm, snap, p, i, d, prev[d.Name])
 		res.Disks = append(res.Disks, dr)
 		if err != nil {
 			return res, fmt.Errorf("backup %s: disk %s: %w", vm, d.Name, err)
@@ -199,7 +170,7 @@ func Run(ctx context.Context, hv Hypervisor, store Store, vm string, opts Option
 	return res, nil
 }
 
-func backupDisk(ctx context.Context, snap Snapshot, p Point, i int, d, prev draas.Disk, opts Options) (DiskResult, error) {
+func (r *Runner) backupDisk(ctx context.Context, vm string, snap Snapshot, p draas.PointWriter, i int, d, prev draas.Disk) (DiskResult, error) {
 	dr := DiskResult{Disk: d}
 	src, err := snap.Open(ctx, i)
 	if err != nil {
@@ -209,8 +180,10 @@ func backupDisk(ctx context.Context, snap Snapshot, p Point, i int, d, prev draa
 	if err != nil {
 		return dr, err
 	}
-	copts := opts.Copy
+	// The fields Options.Copy leaves to the workflow (New checked them).
+	copts := r.opts.Copy
 	copts.Verify, copts.Extents = true, nil
+	copts.Progress = r.progress.For(vm, d.Name)
 	// Only a sink that starts from the previous point's blocks can take
 	// just the changes, and only if the hypervisor knows them.
 	if draas.NeedsZeroWrites(sink) && prev.ChangeID != "" && prev.Size == d.Size {

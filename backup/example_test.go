@@ -42,18 +42,22 @@ func (s snap) Close(context.Context) error                          { return nil
 // only what its change tracking reports.
 func Example() {
 	ctx := context.Background()
-	srv, err := awssim.New(awssim.Options{})
+	srv, err := awssim.New(awssim.Options{Buckets: []string{"backups"}})
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer srv.Close()
-	store := backup.StoreOf(s3.New(srv.S3(), "backups", "site-a", s3.Options{}))
+	store := s3.New(srv.S3(), "backups", "site-a", s3.Options{})
 	v := &vm{disk: draastest.NewDisk(8<<20, 512<<10)}
 	v.disk.WriteAt([]byte("boot"), 0)
 	v.disk.WriteAt([]byte("data"), 5<<20)
 
+	b, err := backup.New(v, store, backup.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
 	for i := range 2 {
-		res, err := backup.Run(ctx, v, store, "db", backup.Options{})
+		res, err := b.Run(ctx, "db")
 		if err != nil {
 			log.Fatal(err)
 		}

@@ -60,14 +60,12 @@ func fillRandom(r *rand.Rand, p []byte) {
 func nonZeroBlocks(p []byte, blockSize int) int {
 	n := 0
 	for off := 0; off < len(p); off += blockSize {
-		if !allZero(p[off:min(off+blockSize, len(p))]) {
+		if !draas.IsZero(p[off:min(off+blockSize, len(p))]) {
 			n++
 		}
 	}
 	return n
 }
-
-func allZero(p []byte) bool { return bytes.Count(p, []byte{0}) == len(p) }
 
 func TestCopyByteIdentical(t *testing.T) {
 	sizes := []int64{1, bs - 1, bs, bs + 1, 5*bs + 12345, 64 * bs}
@@ -456,4 +454,45 @@ func TestCopyMemoryBoundedOn16GiBSparseSource(t *testing.T) {
 	// 8 buffers of 512 KiB, a zero block and bookkeeping: far below 32 MiB,
 	// and independent of the disk's size.
 	assert.Less(t, growth, int64(32<<20))
+}
+
+// TestCopyConcurrencyBounded checks that a huge Concurrency on a small disk
+// allocates buffers for the disk's blocks only (it used to allocate one per
+// unit of Concurrency and die out of memory), and that one that would
+// exceed the memory limit on a large disk fails with draas.ErrInvalid
+// naming the concurrency that fits, before allocating anything.
+func TestCopyConcurrencyBounded(t *testing.T) {
+	const small = 4 << 10
+	data := bytes.Repeat([]byte("draas"), 2*small/5+1)[:2*small]
+	src := draastest.DiskFrom(data, small)
+	sink := draastest.NewSink(int64(len(data)), small, draastest.SinkOptions{})
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err := blockcopy.Copy(context.Background(), sink, src, blockcopy.Options{Concurrency: 1 << 16, Verify: true})
+	runtime.ReadMemStats(&after)
+	require.NoError(t, err)
+	assert.Equal(t, data, sink.Disk().Bytes())
+	// 65,536 buffers of 4 KiB would be 256 MiB (and a channel of 1.5 MiB);
+	// two blocks need 16 KiB.
+	assert.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(4<<20), "bytes allocated by a 2-block copy with Concurrency 65536")
+
+	for _, c := range []struct {
+		opts blockcopy.Options
+		fit  string
+	}{
+		{blockcopy.Options{Concurrency: 100_000_000}, "at most 2048"},
+		{blockcopy.Options{Concurrency: 100_000_000, Verify: true}, "at most 1024"},
+		{blockcopy.Options{Concurrency: 64, MemoryLimit: 16 * synthBS}, "at most 16"},
+		{blockcopy.Options{MemoryLimit: synthBS / 2}, "raise Options.MemoryLimit"},
+	} {
+		sink := &hashSink{}
+		_, err := blockcopy.Copy(context.Background(), sink, synthetic{size: 1 << 40}, c.opts)
+		require.ErrorIs(t, err, draas.ErrInvalid, "%+v", c.opts)
+		assert.Contains(t, err.Error(), c.fit)
+		assert.Zero(t, sink.writes.Load())
+	}
+	// At the limit, the copy runs.
+	_, err = blockcopy.Copy(context.Background(), &hashSink{}, synthetic{size: 64 << 20}, blockcopy.Options{Concurrency: 16, MemoryLimit: 16 * synthBS})
+	require.NoError(t, err)
 }

@@ -42,6 +42,7 @@ type copier struct {
 	bufs      chan []byte
 	vbufs     chan []byte // the verify pass's second buffers
 	done      *bitmap
+	ckpt      *checkpointer // nil without Options.Checkpoint
 	start     time.Time
 	verifySrc draas.VerifiableSink
 
@@ -91,7 +92,7 @@ func copyImpl(ctx context.Context, dst draas.VolumeSink, src draas.BlockSource, 
 	if err != nil {
 		if opts.Checkpoint != nil {
 			// Keep the sink for a resume; record what is done.
-			if serr := c.saveCheckpoint(context.WithoutCancel(ctx)); serr != nil {
+			if serr := c.saveCheckpoint(context.WithoutCancel(ctx), true); serr != nil {
 				err = errors.Join(err, fmt.Errorf("save checkpoint: %w", serr))
 			}
 		} else if aerr := abort(ctx, dst); aerr != nil {
@@ -133,6 +134,12 @@ func newCopier(ctx context.Context, dst draas.VolumeSink, src draas.BlockSource,
 	}
 	if c.opts.Concurrency <= 0 {
 		c.opts.Concurrency = defaultConcurrency
+	}
+	// More blocks in flight than the disk has would only allocate buffers
+	// that are never used.
+	c.opts.Concurrency = int(max(1, min(int64(c.opts.Concurrency), c.nblocks)))
+	if err := c.checkMemory(); err != nil {
+		return nil, err
 	}
 	if c.opts.CheckpointInterval <= 0 {
 		c.opts.CheckpointInterval = defaultCheckpointInterval
@@ -182,6 +189,33 @@ func newCopier(ctx context.Context, dst draas.VolumeSink, src draas.BlockSource,
 		}
 	}
 	return c, nil
+}
+
+// checkMemory fails with draas.ErrInvalid when the copy's block buffers
+// would exceed its memory limit.
+func (c *copier) checkMemory() error {
+	limit := c.opts.MemoryLimit
+	if limit <= 0 {
+		limit = DefaultMemoryLimit
+	}
+	perBlock := c.bs
+	if c.opts.Verify {
+		perBlock *= 2 // the verify pass holds a sink and a source buffer per block
+	}
+	fit := limit / perBlock
+	if int64(c.opts.Concurrency) <= fit {
+		return nil
+	}
+	if fit < 1 {
+		return draas.Invalidf("blockcopy: one block of %d bytes (%d with Verify) does not fit in the memory limit of %d bytes; raise Options.MemoryLimit",
+			c.bs, perBlock, limit)
+	}
+	twice := ""
+	if c.opts.Verify {
+		twice = ", two per block with Verify"
+	}
+	return draas.Invalidf("blockcopy: concurrency %d needs %d bytes of block buffers (blocks of %d bytes%s), more than the memory limit of %d bytes; use a concurrency of at most %d or raise Options.MemoryLimit",
+		c.opts.Concurrency, int64(c.opts.Concurrency)*perBlock, c.bs, twice, limit, fit)
 }
 
 // planRuns turns extents into runs of whole blocks covering [0, nblocks).
@@ -313,7 +347,7 @@ func (c *copier) copyBlock(ctx context.Context, i int64) error {
 	}
 	c.bytesRead.Add(int64(len(p)))
 
-	if bytes.Equal(p, c.zero[:len(p)]) {
+	if draas.IsZero(p) {
 		if haveStored && stored != sha256.Sum256(p) {
 			return &draas.OpError{Op: "read source", Resource: blockName(i, off), Kind: draas.ErrChecksumMismatch,
 				Err: fmt.Errorf("data read as zeros but the source recorded SHA-256 %x", stored)}

@@ -13,9 +13,16 @@ import (
 // no checkpoint, no progress events.
 type Options struct {
 	// Concurrency is the number of blocks read, hashed and written at once;
-	// 0 means 8. Peak memory is about (Concurrency+1) × the sink's block
-	// size, twice that during the verify pass.
+	// 0 means 8, and more than the disk has blocks means one per block.
+	// Peak memory is about (Concurrency+1) × the sink's block size, twice
+	// that during the verify pass, and must fit in MemoryLimit.
 	Concurrency int
+	// MemoryLimit bounds the block buffers a copy allocates: Concurrency ×
+	// the sink's block size, twice that with Verify. 0 means
+	// [DefaultMemoryLimit]. A copy that would need more fails with
+	// draas.ErrInvalid before it starts, saying the largest Concurrency that
+	// fits.
+	MemoryLimit int64
 	// Extents, when non-nil, restricts the copy to these byte ranges (for
 	// example the extents changed since the sink's parent); blocks outside
 	// them are counted as unchanged and not read. They are rounded out to
@@ -50,6 +57,12 @@ type Options struct {
 	// ProgressInterval is the time between progress events; 0 means 500ms.
 	ProgressInterval time.Duration
 }
+
+// DefaultMemoryLimit is the block buffer budget of a copy whose
+// Options.MemoryLimit is 0: room for 2,048 blocks of 512 KiB in flight,
+// enough for an EBS copy at 150 ms per call to reach its per-snapshot
+// ceiling, and far more than the default Concurrency needs.
+const DefaultMemoryLimit = 1 << 30
 
 // CheckpointStore keeps a copy's checkpoint: an opaque byte string.
 // Implementations must make Save atomic (a reader sees the old or the new

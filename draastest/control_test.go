@@ -179,7 +179,7 @@ func TestHypervisorOpenDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	sink.Abort(ctx)
-	if got, _ := h.Disk("db", 0); got != disk || !isZero(disk.Bytes()[2*draastest.HypervisorBlockSize:3*draastest.HypervisorBlockSize]) {
+	if got, _ := h.Disk("db", 0); got != disk || !draas.IsZero(disk.Bytes()[2*draastest.HypervisorBlockSize:3*draastest.HypervisorBlockSize]) {
 		t.Error("a block written in place did not stay after Abort")
 	}
 
@@ -250,13 +250,4 @@ func TestDNSRules(t *testing.T) {
 	if err := d.Upsert(ctx, a); !errors.Is(err, draas.ErrTransient) || d.Calls("Upsert") != 9 {
 		t.Errorf("injected Upsert failure: %v, calls %d", err, d.Calls("Upsert"))
 	}
-}
-
-func isZero(p []byte) bool {
-	for _, b := range p {
-		if b != 0 {
-			return false
-		}
-	}
-	return true
 }

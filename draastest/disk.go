@@ -1,7 +1,6 @@
 package draastest
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"fmt"
@@ -153,7 +152,7 @@ func (d *Disk) WriteAt(p []byte, off int64) (int, error) {
 // put stores data (which the disk takes over) as block i with the recorded
 // checksum sum, or drops the block when data is all zeros. d.mu is held.
 func (d *Disk) put(i int64, data []byte, sum [32]byte) {
-	if isZero(data) {
+	if draas.IsZero(data) {
 		delete(d.blocks, i)
 		return
 	}
@@ -322,20 +321,6 @@ func (d *Disk) writeBlock(i int64, data []byte, sum [32]byte) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.put(i, slices.Clone(data), sum)
-}
-
-var zeros [64 << 10]byte
-
-// isZero reports whether p is all zeros.
-func isZero(p []byte) bool {
-	for len(p) > 0 {
-		n := min(len(p), len(zeros))
-		if !bytes.Equal(p[:n], zeros[:n]) {
-			return false
-		}
-		p = p[n:]
-	}
-	return true
 }
 
 // PlainSource returns a draas.BlockSource that reads src but has none of its

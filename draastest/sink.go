@@ -61,10 +61,9 @@ type Sink struct {
 	inPlace   bool // the disk is someone else's (a VM disk): Abort keeps it
 	target    string
 
-	// mu is held for reading by WriteBlock and Flush while they run, and for
-	// writing by Commit and Abort, so that no write lands after either.
-	mu         sync.RWMutex
-	state      SinkState
+	// life holds off Commit and Abort while WriteBlock and Flush run, so
+	// that no write lands after either.
+	life       draas.SinkLifecycle
 	statsMu    sync.Mutex
 	writes     int64
 	zeroWrites int64
@@ -136,13 +135,12 @@ func (s *Sink) WriteBlock(ctx context.Context, b draas.Block) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.state != SinkOpen {
-		return fmt.Errorf("draastest: write block at offset %d: sink is %s: %w", b.Offset, s.state, draas.ErrClosed)
+	if err := s.life.BeginWrite(); err != nil {
+		return fmt.Errorf("draastest: write block at offset %d: %w", b.Offset, err)
 	}
-	if err := checkBlock(b, s.disk.size, s.disk.bs); err != nil {
-		return err
+	defer s.life.EndWrite()
+	if err := draas.CheckBlock(b, s.disk.bs, s.disk.size); err != nil {
+		return fmt.Errorf("draastest: write: %w", err)
 	}
 	if sha256.Sum256(b.Data) != b.Checksum {
 		return fmt.Errorf("draastest: write block %d at offset %d: SHA-256 of the data does not match the block's checksum: %w", b.Index, b.Offset, draas.ErrChecksumMismatch)
@@ -151,27 +149,10 @@ func (s *Sink) WriteBlock(ctx context.Context, b draas.Block) error {
 	s.statsMu.Lock()
 	s.writes++
 	s.perBlock[b.Index]++
-	if isZero(b.Data) {
+	if draas.IsZero(b.Data) {
 		s.zeroWrites++
 	}
 	s.statsMu.Unlock()
-	return nil
-}
-
-// checkBlock returns an error wrapping draas.ErrInvalid when b is not a
-// well-formed block of a disk of size bytes in blocks of bs bytes.
-func checkBlock(b draas.Block, size int64, bs int) error {
-	switch {
-	case b.Offset < 0 || b.Offset%int64(bs) != 0:
-		return draas.Invalidf("draastest: block at offset %d is not aligned to the block size %d; write blocks at multiples of BlockSize", b.Offset, bs)
-	case b.Index != b.Offset/int64(bs):
-		return draas.Invalidf("draastest: block at offset %d has index %d, want Offset/BlockSize = %d", b.Offset, b.Index, b.Offset/int64(bs))
-	case b.Offset >= size:
-		return draas.Invalidf("draastest: block at offset %d starts past the disk's %d bytes", b.Offset, size)
-	}
-	if want := min(int64(bs), size-b.Offset); int64(len(b.Data)) != want {
-		return draas.Invalidf("draastest: block at offset %d has %d bytes, want %d: blocks are BlockSize (%d) bytes and only the last block of the disk may be shorter", b.Offset, len(b.Data), want, bs)
-	}
 	return nil
 }
 
@@ -181,11 +162,10 @@ func (s *Sink) Flush(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.state != SinkOpen {
-		return fmt.Errorf("draastest: flush: sink is %s: %w", s.state, draas.ErrClosed)
+	if err := s.life.BeginWrite(); err != nil {
+		return fmt.Errorf("draastest: flush: %w", err)
 	}
+	defer s.life.EndWrite()
 	s.statsMu.Lock()
 	s.flushes++
 	s.statsMu.Unlock()
@@ -198,13 +178,10 @@ func (s *Sink) Commit(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.state != SinkOpen {
-		return fmt.Errorf("draastest: commit: sink is %s: %w", s.state, draas.ErrClosed)
+	if err := s.life.BeginCommit(); err != nil {
+		return fmt.Errorf("draastest: commit: %w", err)
 	}
-	s.state = SinkCommitted
-	return nil
+	return s.life.EndCommit(nil)
 }
 
 // Abort discards the sink: nothing is committed, and further writes fail
@@ -213,13 +190,8 @@ func (s *Sink) Commit(ctx context.Context) error {
 // Aborting twice is not an error; aborting a committed sink changes nothing
 // and returns draas.ErrClosed.
 func (s *Sink) Abort(ctx context.Context) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	switch s.state {
-	case SinkCommitted:
-		return fmt.Errorf("draastest: abort: sink is committed: %w", draas.ErrClosed)
-	case SinkOpen:
-		s.state = SinkAborted
+	if _, err := s.life.BeginAbort(); err != nil {
+		return fmt.Errorf("draastest: abort: %w", err)
 	}
 	return nil
 }
@@ -241,9 +213,13 @@ func (s *Sink) Disk() *Disk { return s.disk }
 
 // State returns the sink's lifecycle state.
 func (s *Sink) State() SinkState {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.state
+	switch s.life.Phase() {
+	case draas.SinkCommitted:
+		return SinkCommitted
+	case draas.SinkAborted:
+		return SinkAborted
+	}
+	return SinkOpen
 }
 
 // Writes returns the number of blocks the sink accepted (rejected calls are

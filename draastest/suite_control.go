@@ -248,7 +248,7 @@ func TestHypervisor(t *testing.T, open func(t *testing.T) draas.Hypervisor) {
 			if src.Size() != d.Size {
 				t.Errorf("disk %d has size %d, want %d", i, src.Size(), d.Size)
 			}
-			if got := readAll(t, src); !isZero(got) {
+			if got := readAll(t, src); !draas.IsZero(got) {
 				t.Errorf("disk %d of a new VM is not all zeros", i)
 			}
 		}
@@ -281,7 +281,7 @@ func TestHypervisor(t *testing.T, open func(t *testing.T) draas.Hypervisor) {
 		}
 		if src, err := h.ReadDisk(ctx, name, 1); err != nil {
 			t.Errorf("ReadDisk(1): %v", err)
-		} else if !isZero(readAll(t, src)) {
+		} else if !draas.IsZero(readAll(t, src)) {
 			t.Error("writing disk 0 changed disk 1")
 		}
 		if s, err := h.OpenDisk(ctx, name, len(shape.Disks)); err == nil {

@@ -118,7 +118,7 @@ func (sc *sinkCheck) toWrite(content []byte, seed uint64) []int64 {
 	zeros := draas.NeedsZeroWrites(sc.h.Sink)
 	var idx []int64
 	for i := range sc.blocks() {
-		if zeros || !isZero(content[i*sc.bs:min((i+1)*sc.bs, sc.total)]) {
+		if zeros || !draas.IsZero(content[i*sc.bs:min((i+1)*sc.bs, sc.total)]) {
 			idx = append(idx, i)
 		}
 	}

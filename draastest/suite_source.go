@@ -305,7 +305,7 @@ func (sc *sourceCheck) allocatedExtents(t *testing.T) {
 	j := 0
 	for piece := 0; piece < len(sc.content); piece += 4096 {
 		p := sc.content[piece:min(piece+4096, len(sc.content))]
-		if isZero(p) {
+		if draas.IsZero(p) {
 			continue
 		}
 		for k, b := range p {
@@ -350,9 +350,9 @@ func (sc *sourceCheck) readBlock(t *testing.T) {
 				t.Fatalf("ReadBlock at %d: the recorded sum is not the SHA-256 of the block's content", off)
 			case ok && !bytes.Equal(p, want):
 				t.Fatalf("ReadBlock at %d: byte %d differs from the content", off, off+int64(firstDiff(p, want)))
-			case !ok && !isZero(want):
+			case !ok && !draas.IsZero(want):
 				t.Fatalf("ReadBlock at %d reports no block but the content there is not all zeros", off)
-			case !ok && !isZero(p):
+			case !ok && !draas.IsZero(p):
 				t.Fatalf("ReadBlock at %d reports no block but did not zero p", off)
 			}
 		}

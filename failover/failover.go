@@ -16,7 +16,13 @@
 //
 // Every create call carries a client token derived from the run's ID and the
 // step, and with a journal a run killed half-way resumes without redoing
-// finished steps, so a rerun never makes a second instance or volume. Steps
+// finished steps, so a rerun never makes a second instance or volume.
+// Everything a run makes is tagged with its plan, VM, mode and run ID
+// ([TagRun]); with a launcher that can find resources by tag ([Finder], as
+// aws/ec2's Launcher can), a failover refuses to start while an earlier
+// failover's instances of the plan run ([AlreadyFailedOverError]), and a
+// run ends by deleting the volumes it made and no longer uses (the launch
+// image's root volume of an interrupted launch). Steps
 // pass what they made (the DR copy chosen, volumes, the instance, the
 // records as they were) to the later steps as typed orchestrate outputs,
 // kept in the journal. A journal written by a version before these outputs
@@ -132,12 +138,26 @@ type Options struct {
 	Preparer VolumePreparer
 	// Prober runs TCP and HTTP health checks; nil means NetProber{}.
 	Prober Prober
+	// EC2StatusOnly judges every VM's health by its instance's EC2 status
+	// checks alone, in place of the checks its plan lists, for a caller
+	// that cannot reach the instances' private addresses (a laptop outside
+	// the VPC, or a simulator whose instances have no network).
+	EC2StatusOnly bool
+	// ProbeTimeout bounds one run of one health check (a TCP connection,
+	// an HTTP request or an EC2 status call); 0 means 10s. A check that
+	// times out fails that attempt, and the wait polls again.
+	ProbeTimeout time.Duration
 	// Journal makes the run resumable: a run with the same journal skips
 	// the steps it records as finished.
 	Journal orchestrate.Journal
 	// Parallelism bounds the steps running at once; 0 means no limit.
 	Parallelism int
 	// Events receives the orchestration's events, one call at a time.
+	// While a VM's health checks fail, its healthy step reports each failed
+	// round as an orchestrate.EventRetried: Attempt counts the rounds, Err
+	// names the VM, the check and its error, Backoff is the wait before the
+	// next round. The wait ends at the plan's health timeout with a
+	// [*HealthError].
 	Events func(orchestrate.Event)
 	// PollInterval is the time between health polls; 0 means 5s.
 	PollInterval time.Duration
@@ -145,6 +165,81 @@ type Options struct {
 	// polls until the plan's health timeout instead); the zero value is
 	// the project's default.
 	Retry retry.Policy
+}
+
+// TagRun is the tag key of the ID of the failover or drill run that made an
+// instance or volume (a drill's resources carry it in draas.TagDrill too).
+const TagRun = "draas:run"
+
+// Finder is an optional capability of a draas.InstanceLauncher: finding
+// instances and volumes by their tags. With it, [Runner.Run] refuses a
+// failover of a plan whose earlier failover still runs, and deletes at the
+// end of a run the volumes the run made that are neither in its report nor
+// attached. aws/ec2's Launcher implements it; it is found through wrappers
+// of the launcher that implement draas.Wrapper.
+type Finder interface {
+	// RunningInstances returns the pending or running instances that carry
+	// every tag in tags, each with all its tags, by instance ID.
+	RunningInstances(ctx context.Context, tags map[string]string) (map[string]map[string]string, error)
+	// AvailableVolumes returns the IDs of the volumes that carry every tag
+	// in tags and are attached to no instance.
+	AvailableVolumes(ctx context.Context, tags map[string]string) ([]string, error)
+}
+
+// ErrAlreadyFailedOver marks a failover refused because an earlier
+// failover of the plan still runs; see [AlreadyFailedOverError].
+var ErrAlreadyFailedOver = errors.New("failover: the plan is already failed over")
+
+// AlreadyFailedOverError is the error of a failover refused before it made
+// anything, because instances that an earlier failover of the plan (another
+// run, or a run whose journal is gone) launched are running: a second
+// failover would launch every VM again. It wraps [ErrAlreadyFailedOver] and
+// draas.ErrConflict.
+type AlreadyFailedOverError struct {
+	Plan string
+	// Instances are the earlier failover's running instances, by VM.
+	Instances []EarlierInstance
+}
+
+// EarlierInstance is a running instance of an earlier failover.
+type EarlierInstance struct {
+	VM         string
+	InstanceID string
+	// RunID is the ID of the run that launched it ("" if it carries none).
+	RunID string
+}
+
+// RunIDs returns the IDs of the earlier runs, sorted, without duplicates.
+func (e *AlreadyFailedOverError) RunIDs() []string {
+	var ids []string
+	for _, i := range e.Instances {
+		if i.RunID != "" && !slices.Contains(ids, i.RunID) {
+			ids = append(ids, i.RunID)
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+func (e *AlreadyFailedOverError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "failover %s: already failed over: ", e.Plan)
+	for i, in := range e.Instances {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "VM %s runs on instance %s", in.VM, in.InstanceID)
+		if in.RunID != "" {
+			fmt.Fprintf(&b, " (run %s)", in.RunID)
+		}
+	}
+	b.WriteString("; nothing was made. A second failover would launch every VM again: if the plan failed back, or these instances are not wanted, terminate them first")
+	return b.String()
+}
+
+// Unwrap returns ErrAlreadyFailedOver and draas.ErrConflict.
+func (e *AlreadyFailedOverError) Unwrap() []error {
+	return []error{ErrAlreadyFailedOver, draas.ErrConflict}
 }
 
 // Runner fails plans over, or drills them, with one launcher, copy store
@@ -391,7 +486,7 @@ func (r *vmRun) token(runID, what string) string {
 }
 
 func (r *vmRun) tags(runID string) map[string]string {
-	t := map[string]string{draas.TagPlan: r.p.Name, draas.TagVM: r.vm.Name, draas.TagRole: r.mode.String()}
+	t := map[string]string{draas.TagPlan: r.p.Name, draas.TagVM: r.vm.Name, draas.TagRole: r.mode.String(), TagRun: runID}
 	if r.mode == Drill {
 		t[draas.TagDrill] = runID
 	}
@@ -415,30 +510,11 @@ func (r *vmRun) selectCopy(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	sets := map[string][]draas.DRCopy{}
-	var points []string
-	for _, c := range all {
-		if c.SnapshotID == "" {
-			continue
-		}
-		if _, ok := sets[c.RecoveryPoint]; !ok {
-			points = append(points, c.RecoveryPoint)
-		}
-		sets[c.RecoveryPoint] = append(sets[c.RecoveryPoint], c)
-	}
-	complete := func(cs []draas.DRCopy) bool {
-		for _, c := range cs {
-			if !c.Complete || c.State != "completed" {
-				return false
-			}
-		}
-		return len(cs) > 0
-	}
-	var chosen []draas.DRCopy
-	for i := len(points) - 1; i >= 0; i-- { // Copies lists oldest first
-		pt := points[i]
-		if (r.vm.RecoveryPoint == "" || r.vm.RecoveryPoint == pt) && complete(sets[pt]) {
-			chosen = sets[pt]
+	var chosen []draas.DRCopy // the newest complete set (of the chosen point)
+	sets := draas.CopySets(all)
+	for i := len(sets) - 1; i >= 0; i-- {
+		if (r.vm.RecoveryPoint == "" || r.vm.RecoveryPoint == sets[i].RecoveryPoint) && sets[i].Complete() {
+			chosen = sets[i].Copies
 			break
 		}
 	}
@@ -504,28 +580,9 @@ func (r *vmRun) prepare(ctx context.Context) error {
 
 // UserData returns the user data that runs vm's boot scripts once at first
 // boot: a shell script for Linux (run by cloud-init), PowerShell blocks for
-// Windows (run by EC2Launch). It is empty when there are no scripts.
-func UserData(vm plan.VM) []byte {
-	if len(vm.BootScripts) == 0 {
-		return nil
-	}
-	var b strings.Builder
-	if vm.OS == "windows" {
-		b.WriteString("<powershell>\n")
-		for i, s := range vm.BootScripts {
-			fmt.Fprintf(&b, "# draas boot script %d: %s\n%s\n", i+1, s.Name, strings.TrimRight(s.Run, "\n"))
-		}
-		b.WriteString("</powershell>\n")
-		return []byte(b.String())
-	}
-	b.WriteString("#!/bin/sh\n# draas boot scripts, run once at first boot by cloud-init.\nset -e\nmkdir -p /var/lib/draas\n")
-	for i, s := range vm.BootScripts {
-		marker := fmt.Sprintf("DRAAS_BOOT_SCRIPT_%d_EOF", i+1)
-		fmt.Fprintf(&b, "# %d: %s\ncat > /var/lib/draas/boot-%d <<'%s'\n%s\n%s\nchmod +x /var/lib/draas/boot-%d\n/var/lib/draas/boot-%d\n",
-			i+1, s.Name, i+1, marker, strings.TrimRight(s.Run, "\n"), marker, i+1, i+1)
-	}
-	return []byte(b.String())
-}
+// Windows (run by EC2Launch). It is empty when there are no scripts. It is
+// [plan.VM.UserData], whose size plan.Validate checks.
+func UserData(vm plan.VM) []byte { return vm.UserData() }
 
 func (r *vmRun) launch(ctx context.Context) error {
 	runID, err := get(ctx, r, runStep, runIDKey)
@@ -563,53 +620,6 @@ func (r *vmRun) launch(ctx context.Context) error {
 	}
 	// Only what the later steps and the report use.
 	return orchestrate.Put(ctx, instanceKey, draas.Instance{ID: inst.ID, PrivateIP: inst.PrivateIP})
-}
-
-// healthy waits until the EC2 status checks and every health check pass.
-func (r *vmRun) healthy(ctx context.Context) error {
-	inst, err := get(ctx, r, stepLaunch, instanceKey)
-	if err != nil {
-		return err
-	}
-	checks := r.vm.HealthChecks
-	if len(checks) == 0 {
-		checks = []plan.HealthCheck{{EC2: true}}
-	}
-	prober := r.opts.Prober
-	if prober == nil {
-		prober = NetProber{}
-	}
-	interval := r.opts.PollInterval
-	if interval <= 0 {
-		interval = 5 * time.Second
-	}
-	var last error
-	for {
-		last = nil
-		for _, hc := range checks {
-			if hc.EC2 {
-				st, err := r.launcher.Status(ctx, inst.ID)
-				if err != nil {
-					last = err
-				} else if !st.SystemOK || !st.InstanceOK {
-					last = fmt.Errorf("EC2 status checks of %s: system ok %t, instance ok %t", inst.ID, st.SystemOK, st.InstanceOK)
-				}
-			} else if err := prober.Probe(ctx, inst, hc); err != nil {
-				last = err
-			}
-			if last != nil {
-				break
-			}
-		}
-		if last == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("VM %s is not healthy: %w (last check: %v)", r.vm.Name, context.Cause(ctx), last)
-		case <-time.After(interval):
-		}
-	}
 }
 
 func (r *vmRun) zone() string {

@@ -40,9 +40,11 @@ type env struct {
 	// launcher and copies are the Runner's required collaborators; opts
 	// its options.
 	launcher *ec2.Launcher
-	copies   *ebs.Copies
-	opts     failover.Options
-	disks    map[string][]byte
+	// launcherOpts are launcher's options, for launchers on other clients.
+	launcherOpts ec2.Options
+	copies       *ebs.Copies
+	opts         failover.Options
+	disks        map[string][]byte
 }
 
 // runner returns a Runner with the env's collaborators and opts.
@@ -114,7 +116,8 @@ func newEnv(t *testing.T) *env {
 	require.NoError(t, err)
 	e.zoneID = aws.ToString(zone.HostedZone.Id)
 
-	e.launcher = ec2.New(e.ec2, ec2.Options{ImageID: srv.DefaultImageID(), AvailabilityZone: az, PollInterval: time.Millisecond})
+	e.launcherOpts = ec2.Options{ImageID: srv.DefaultImageID(), AvailabilityZone: az, PollInterval: time.Millisecond}
+	e.launcher = ec2.New(e.ec2, e.launcherOpts)
 	e.copies = ebs.NewCopies(srv.EBS(), e.ec2, ebs.CopiesOptions{})
 	e.opts = failover.Options{
 		DNS:          route53.New(srv.Route53(), route53.Options{PollInterval: time.Millisecond}),

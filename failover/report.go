@@ -1,9 +1,12 @@
 package failover
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/opendraas/draas"
@@ -36,6 +39,12 @@ type VMReport struct {
 	PreviousRecords []draas.Record `json:"previousRecords,omitempty"`
 	// GuestChanges is the guest preparer's record of its changes.
 	GuestChanges string `json:"guestChanges,omitempty"`
+	// RemovedVolumes are volumes the run made for the VM and no longer
+	// used, deleted at its end: the launch image's root volume of a launch
+	// cut short between detaching and deleting it. Leftover are those that
+	// could not be deleted, each with the reason.
+	RemovedVolumes []string `json:"removedVolumes,omitempty"`
+	Leftover       []string `json:"leftover,omitempty"`
 	// Up is true when the VM is healthy (and its DNS updated).
 	Up bool `json:"up"`
 	// Ready is the time from the run's start until the VM was up.
@@ -75,18 +84,43 @@ func (r *Report) VM(name string) (VMReport, bool) {
 // that depend on it while independent VMs continue, and the report (with an
 // error wrapping [ErrFailed]) says which and why. An invalid plan or mode is
 // an error wrapping [draas.ErrInvalid] and no report.
+//
+// A run whose journal records it finished does nothing and returns its
+// report again (every step resumed). With a launcher that is a [Finder]:
+// a failover that finds instances of the plan launched by another run
+// (an earlier failover, whose journal is gone or moved aside) running makes
+// nothing and returns an [*AlreadyFailedOverError] and no report; and a run
+// not cancelled ends by deleting, for each VM whose volumes it made, the
+// volumes tagged with the run and VM that are available and not in the
+// report (VMReport.RemovedVolumes).
 func (r *Runner) Run(ctx context.Context, p *plan.Plan, mode Mode) (*Report, error) {
 	g, err := r.Compile(p, mode)
 	if err != nil {
 		return nil, err
 	}
+	finder, _ := draas.As[Finder](r.launcher)
+	if finder != nil && mode == Failover {
+		if err := r.checkEarlier(ctx, finder, p); err != nil {
+			return nil, err
+		}
+	}
+	events := r.opts.Events
+	if events != nil {
+		// The health wait reports its rounds through the same function.
+		em := &emitter{f: events}
+		events = em.emit
+		ctx = context.WithValue(ctx, emitterKey{}, em)
+	}
 	rep, runErr := orchestrate.Run(ctx, g, orchestrate.Options{
 		Parallelism:   r.opts.Parallelism,
 		FailurePolicy: orchestrate.ContinueIndependent,
 		Journal:       r.opts.Journal,
-		Events:        r.opts.Events,
+		Events:        events,
 	})
 	out := r.report(p, mode, rep)
+	if finder != nil && ctx.Err() == nil && out.RunID != "" {
+		r.sweep(ctx, finder, out)
+	}
 	if runErr != nil {
 		if errors.Is(runErr, draas.ErrInvalid) && len(rep.Steps) == 0 {
 			return nil, runErr
@@ -94,6 +128,68 @@ func (r *Runner) Run(ctx context.Context, p *plan.Plan, mode Mode) (*Report, err
 		return out, fmt.Errorf("%w: %w", ErrFailed, runErr)
 	}
 	return out, nil
+}
+
+// checkEarlier returns an *AlreadyFailedOverError if instances of a
+// failover of p other than the run the journal records are running.
+func (r *Runner) checkEarlier(ctx context.Context, f Finder, p *plan.Plan) error {
+	current := ""
+	if r.opts.Journal != nil {
+		id, err := JournalRunID(ctx, r.opts.Journal)
+		switch {
+		case err == nil:
+			current = id
+		case !errors.Is(err, draas.ErrNotFound):
+			return err
+		}
+	}
+	found, err := f.RunningInstances(ctx, map[string]string{draas.TagPlan: p.Name, draas.TagRole: Failover.String()})
+	if err != nil {
+		return fmt.Errorf("failover %s: look for the instances of an earlier failover: %w", p.Name, err)
+	}
+	e := &AlreadyFailedOverError{Plan: p.Name}
+	for id, tags := range found {
+		if current == "" || tags[TagRun] != current {
+			e.Instances = append(e.Instances, EarlierInstance{VM: tags[draas.TagVM], InstanceID: id, RunID: tags[TagRun]})
+		}
+	}
+	if len(e.Instances) == 0 {
+		return nil
+	}
+	slices.SortFunc(e.Instances, func(a, b EarlierInstance) int {
+		return cmp.Or(strings.Compare(a.VM, b.VM), strings.Compare(a.InstanceID, b.InstanceID))
+	})
+	return e
+}
+
+// sweep deletes, for each VM whose volumes the run made, the volumes
+// tagged with the run and the VM that are available and that the report
+// does not name: what a launch cut short between detaching the image's
+// root volume and deleting it left. A VM whose volumes step did not finish
+// is left alone: a resumed run finds its volumes again by client token.
+func (r *Runner) sweep(ctx context.Context, f Finder, rep *Report) {
+	for i := range rep.VMs {
+		vr := &rep.VMs[i]
+		if len(vr.VolumeIDs) == 0 {
+			continue
+		}
+		tags := map[string]string{draas.TagPlan: rep.Plan, draas.TagVM: vr.VM, draas.TagRole: rep.Mode, TagRun: rep.RunID}
+		vols, err := f.AvailableVolumes(ctx, tags)
+		if err != nil {
+			vr.Leftover = append(vr.Leftover, fmt.Sprintf("volumes of run %s: could not list them: %v", rep.RunID, err))
+			continue
+		}
+		for _, v := range vols {
+			if slices.Contains(vr.VolumeIDs, v) {
+				continue
+			}
+			if err := r.launcher.DeleteVolume(ctx, v); err != nil {
+				vr.Leftover = append(vr.Leftover, fmt.Sprintf("volume %s: %v", v, err))
+				continue
+			}
+			vr.RemovedVolumes = append(vr.RemovedVolumes, v)
+		}
+	}
 }
 
 // report builds the run's report from the orchestration's and the steps'

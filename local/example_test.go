@@ -65,7 +65,7 @@ func Example() {
 				log.Fatal(err)
 			}
 			data := buf[:n]
-			if !draas.NeedsZeroWrites(dst) && bytes.Count(data, []byte{0}) == len(data) {
+			if !draas.NeedsZeroWrites(dst) && draas.IsZero(data) {
 				continue // the sink reads unwritten blocks as zeros
 			}
 			b := draas.Block{Index: off / bs, Offset: off, Data: data, Checksum: sha256.Sum256(data)}

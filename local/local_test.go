@@ -553,3 +553,43 @@ func loopDevice(t *testing.T, content []byte) string {
 	})
 	return dev
 }
+
+// TestErrorMessages checks that errors name a path once and a file's type
+// in words.
+func TestErrorMessages(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "missing.raw")
+	_, err := local.Open(missing)
+	if n := strings.Count(fmt.Sprint(err), missing); n != 1 {
+		t.Errorf("Open of a missing file: %q names the path %d times, want once", err, n)
+	}
+	var pe *fs.PathError
+	if !errors.As(err, &pe) || pe.Path != missing {
+		t.Errorf("Open of a missing file: %v does not carry the *fs.PathError", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "locked.raw"), []byte("x"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if os.Geteuid() != 0 {
+		locked := filepath.Join(dir, "locked.raw")
+		_, err := local.Open(locked)
+		if n := strings.Count(fmt.Sprint(err), locked); err == nil || n != 1 || !errors.Is(err, fs.ErrPermission) {
+			t.Errorf("Open of an unreadable file: %v, want fs.ErrPermission naming the path once", err)
+		}
+	}
+
+	_, err = local.Open(dir)
+	if !errors.Is(err, draas.ErrInvalid) || !strings.Contains(fmt.Sprint(err), "is a directory") {
+		t.Errorf("Open of a directory: %v, want ErrInvalid saying it is a directory", err)
+	}
+	_, err = local.Create(dir, 1<<20, local.SinkOptions{})
+	if !errors.Is(err, draas.ErrInvalid) || !strings.Contains(fmt.Sprint(err), "it is a directory") ||
+		!strings.Contains(fmt.Sprint(err), filepath.Join(dir, "disk.raw")) || strings.Contains(fmt.Sprint(err), "d---") {
+		t.Errorf("Create on a directory: %v, want ErrInvalid saying it is a directory and suggesting a file in it", err)
+	}
+	sub := filepath.Join(dir, "nodir", "x.raw")
+	_, err = local.Create(sub, 1<<20, local.SinkOptions{})
+	if n := strings.Count(fmt.Sprint(err), sub); err == nil || n != 1 {
+		t.Errorf("Create in a missing directory: %q names %s %d times, want once", err, sub, n)
+	}
+}

@@ -63,24 +63,12 @@ type Sink struct {
 	overwrite bool
 	id        [16]byte // identifies the partial file; see trailer
 
-	// mu is held for reading by WriteBlock and Flush while they run, and for
-	// writing by Commit and Abort.
-	mu    sync.RWMutex
-	f     *os.File // nil once closed
-	state sinkState
-}
-
-type sinkState int
-
-const (
-	stateOpen sinkState = iota
-	stateCommitted
-	stateAborted
-	stateClosed // closed without Commit or Abort, the partial file kept
-)
-
-func (s sinkState) String() string {
-	return [...]string{"open", "committed", "aborted", "closed"}[s]
+	// life holds off Commit, Close and Abort while WriteBlock and Flush run;
+	// Close is its Release, which keeps the partial file.
+	life draas.SinkLifecycle
+	// mu serialises Commit, Close and Abort, which close f.
+	mu sync.Mutex
+	f  *os.File // nil once closed
 }
 
 var (
@@ -132,12 +120,17 @@ func Create(path string, size int64, opts SinkOptions) (*Sink, error) {
 			return nil, existsError(path)
 		}
 	case err == nil:
-		return nil, draas.Invalidf("local: create %s: it is a %v; give the path of a new or regular file or of a block device", path, st.Mode().Type())
+		hint := "give the path of a new or regular file or of a block device"
+		if st.IsDir() {
+			hint = fmt.Sprintf("give the path of a file in it, such as %s", filepath.Join(path, "disk.raw"))
+		}
+		return nil, draas.Invalidf("local: create %s: it is a %s; %s", path, fileKind(st.Mode()), hint)
 	case !errors.Is(err, fs.ErrNotExist):
-		return nil, fmt.Errorf("local: create %s: %w", path, err)
+		return nil, fmt.Errorf("local: create %s: %w", path, bare(err))
 	}
 
 	s := &Sink{path: path, partial: path + PartialSuffix, size: size, bs: bs, overwrite: opts.Overwrite}
+	s.life.RetryCommit = true
 	if opts.Resume {
 		f, err := os.OpenFile(s.partial, os.O_RDWR, 0)
 		switch {
@@ -149,12 +142,12 @@ func Create(path string, size int64, opts SinkOptions) (*Sink, error) {
 			s.f = f
 			return s, nil
 		case !errors.Is(err, fs.ErrNotExist):
-			return nil, fmt.Errorf("local: resume %s: %w", s.partial, err)
+			return nil, fmt.Errorf("local: resume %s: %w", s.partial, bare(err))
 		}
 	}
 	f, err := os.OpenFile(s.partial, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("local: create %s: %w", s.partial, err)
+		return nil, fmt.Errorf("local: create %s: %w", s.partial, bare(err))
 	}
 	if err := s.lock(f); err != nil {
 		f.Close()
@@ -176,7 +169,7 @@ func Create(path string, size int64, opts SinkOptions) (*Sink, error) {
 	if err != nil {
 		f.Close()
 		os.Remove(s.partial)
-		return nil, fmt.Errorf("local: create %s with %d bytes: %w", s.partial, size, err)
+		return nil, fmt.Errorf("local: create %s with %d bytes: %w", s.partial, size, bare(err))
 	}
 	s.f = f
 	return s, nil
@@ -208,12 +201,12 @@ func (s *Sink) resume(f *os.File) error {
 	}
 	st, err := f.Stat()
 	if err != nil {
-		return fmt.Errorf("local: resume %s: %w", s.partial, err)
+		return fmt.Errorf("local: resume %s: %w", s.partial, bare(err))
 	}
 	t := make([]byte, trailerLen)
 	if st.Size() == s.size+trailerLen {
 		if _, err := f.ReadAt(t, s.size); err != nil {
-			return fmt.Errorf("local: resume %s: %w", s.partial, err)
+			return fmt.Errorf("local: resume %s: %w", s.partial, bare(err))
 		}
 	}
 	if [16]byte(t[:16]) != trailerMagic || binary.LittleEndian.Uint64(t[32:]) != uint64(s.size) {
@@ -248,6 +241,7 @@ func createOnDevice(path string, size int64, bs int) (*Sink, error) {
 		return nil, openError(path, err)
 	}
 	s := &Sink{path: path, partial: path, size: size, bs: bs, device: true}
+	s.life.RetryCommit = true
 	devSize, err := f.Seek(0, io.SeekEnd)
 	if err == nil {
 		err = s.lock(f)
@@ -345,32 +339,15 @@ func (s *Sink) WriteBlock(ctx context.Context, b draas.Block) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.state != stateOpen {
-		return fmt.Errorf("local: write %s at offset %d: sink is %s: %w", s.partial, b.Offset, s.state, draas.ErrClosed)
+	if err := s.life.BeginWrite(); err != nil {
+		return fmt.Errorf("local: write %s at offset %d: %w", s.partial, b.Offset, err)
 	}
-	if err := s.checkBlock(b); err != nil {
-		return err
+	defer s.life.EndWrite()
+	if err := draas.CheckBlock(b, s.bs, s.size); err != nil {
+		return fmt.Errorf("local: write %s: %w", s.partial, err)
 	}
 	if _, err := s.f.WriteAt(b.Data, b.Offset); err != nil {
 		return fmt.Errorf("local: write %s at offset %d: %w", s.partial, b.Offset, err)
-	}
-	return nil
-}
-
-func (s *Sink) checkBlock(b draas.Block) error {
-	bs := int64(s.bs)
-	switch {
-	case b.Offset < 0 || b.Offset%bs != 0:
-		return draas.Invalidf("local: write %s: block at offset %d is not aligned to the block size %d; write blocks at multiples of BlockSize", s.partial, b.Offset, bs)
-	case b.Index != b.Offset/bs:
-		return draas.Invalidf("local: write %s: block at offset %d has index %d, want Offset/BlockSize = %d", s.partial, b.Offset, b.Index, b.Offset/bs)
-	case b.Offset >= s.size:
-		return draas.Invalidf("local: write %s: block at offset %d starts past the disk's %d bytes", s.partial, b.Offset, s.size)
-	}
-	if want := min(bs, s.size-b.Offset); int64(len(b.Data)) != want {
-		return draas.Invalidf("local: write %s: block at offset %d has %d bytes, want %d: blocks are BlockSize (%d) bytes and only the last block of the disk may be shorter", s.partial, b.Offset, len(b.Data), want, bs)
 	}
 	return nil
 }
@@ -381,11 +358,10 @@ func (s *Sink) Flush(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.state != stateOpen {
-		return fmt.Errorf("local: flush %s: sink is %s: %w", s.partial, s.state, draas.ErrClosed)
+	if err := s.life.BeginWrite(); err != nil {
+		return fmt.Errorf("local: flush %s: %w", s.partial, err)
 	}
+	defer s.life.EndWrite()
 	if err := s.f.Sync(); err != nil {
 		return fmt.Errorf("local: flush %s: %w", s.partial, err)
 	}
@@ -405,9 +381,30 @@ func (s *Sink) Commit(ctx context.Context) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.state != stateOpen {
-		return fmt.Errorf("local: commit %s: sink is %s: %w", s.path, s.state, draas.ErrClosed)
+	if err := s.life.BeginCommit(); err != nil {
+		return fmt.Errorf("local: commit %s: %w", s.path, err)
 	}
+	// Once the file is in place the sink counts as committed, even if
+	// closing it or syncing its directory fails.
+	if err := s.life.EndCommit(s.install()); err != nil {
+		return err
+	}
+	err := s.f.Close()
+	s.f = nil
+	if err != nil {
+		return fmt.Errorf("local: commit %s: close: %w", s.path, err)
+	}
+	if !s.device {
+		if err := syncDir(filepath.Dir(s.path)); err != nil {
+			return fmt.Errorf("local: commit %s: the file is in place but syncing its directory failed: %w", s.path, err)
+		}
+	}
+	return nil
+}
+
+// install syncs the file and, unless it is a device, cuts its trailer and
+// renames it onto the path.
+func (s *Sink) install() error {
 	if !s.device {
 		if _, err := os.Lstat(s.path); err == nil && !s.overwrite {
 			return existsError(s.path)
@@ -426,17 +423,6 @@ func (s *Sink) Commit(ctx context.Context) error {
 			return fmt.Errorf("local: commit %s: %w", s.path, err)
 		}
 	}
-	s.state = stateCommitted
-	err := s.f.Close()
-	s.f = nil
-	if err != nil {
-		return fmt.Errorf("local: commit %s: close: %w", s.path, err)
-	}
-	if !s.device {
-		if err := syncDir(filepath.Dir(s.path)); err != nil {
-			return fmt.Errorf("local: commit %s: the file is in place but syncing its directory failed: %w", s.path, err)
-		}
-	}
 	return nil
 }
 
@@ -448,10 +434,9 @@ func (s *Sink) Commit(ctx context.Context) error {
 func (s *Sink) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.state != stateOpen {
+	if !s.life.Release() {
 		return nil
 	}
-	s.state = stateClosed
 	err := s.f.Close()
 	s.f = nil
 	if err != nil {
@@ -466,13 +451,12 @@ func (s *Sink) Close() error {
 func (s *Sink) Abort(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	switch s.state {
-	case stateCommitted:
-		return fmt.Errorf("local: abort %s: sink is committed: %w", s.path, draas.ErrClosed)
-	case stateAborted:
+	if cleanup, err := s.life.BeginAbort(); !cleanup {
+		if err != nil {
+			return fmt.Errorf("local: abort %s: %w", s.path, err)
+		}
 		return nil
 	}
-	s.state = stateAborted
 	var errs []error
 	if !s.device {
 		if err := os.Remove(s.partial); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -499,10 +483,7 @@ func (s *Sink) Committed(ctx context.Context) (draas.BlockSource, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	s.mu.RLock()
-	st := s.state
-	s.mu.RUnlock()
-	if st != stateCommitted {
+	if st := s.life.Phase(); st != draas.SinkCommitted {
 		return nil, fmt.Errorf("local: committed content of %s: sink is %s: %w", s.path, st, draas.ErrNotFound)
 	}
 	src, err := Open(s.path)

@@ -74,17 +74,56 @@ func newSource(f *os.File, path string) (*Source, error) {
 		}
 		return &Source{f: f, path: path, size: size, device: true}, nil
 	}
-	return nil, draas.Invalidf("local: %s is a %v, not a regular file or block device; give the path of a raw image or a block device", path, st.Mode().Type())
+	return nil, draas.Invalidf("local: %s is a %s, not a regular file or block device; give the path of a raw image or a block device", path, fileKind(st.Mode()))
+}
+
+// fileKind names the type of a file that is neither a regular file nor a
+// block device, in words ("directory", not "d---------").
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "directory"
+	case m&fs.ModeSymlink != 0:
+		return "symbolic link"
+	case m&fs.ModeNamedPipe != 0:
+		return "named pipe"
+	case m&fs.ModeSocket != 0:
+		return "socket"
+	case m&fs.ModeCharDevice != 0:
+		return "character device"
+	case m&fs.ModeDevice != 0:
+		return "device"
+	}
+	return "file of type " + m.Type().String()
 }
 
 // openError wraps an error from opening path, adding draas.ErrNotFound when
-// the path does not exist.
+// the path does not exist. The message names path once: the *fs.PathError
+// from os stays in the chain for errors.As, but its text, which repeats the
+// path, is not printed.
 func openError(path string, err error) error {
+	err = bare(err)
 	if errors.Is(err, fs.ErrNotExist) {
 		return &draas.OpError{Op: "local: open", Resource: path, Kind: draas.ErrNotFound, Err: err}
 	}
 	return fmt.Errorf("local: open %s: %w", path, err)
 }
+
+// bare returns err without the "op path: " prefix of an *fs.PathError,
+// for a message that names the path already; errors.As and errors.Is still
+// find the *fs.PathError and its cause.
+func bare(err error) error {
+	if pe, ok := err.(*fs.PathError); ok {
+		return &pathError{pe}
+	}
+	return err
+}
+
+// pathError prints only an *fs.PathError's cause.
+type pathError struct{ pe *fs.PathError }
+
+func (e *pathError) Error() string { return e.pe.Err.Error() }
+func (e *pathError) Unwrap() error { return e.pe }
 
 func isBlockDevice(st fs.FileInfo) bool {
 	m := st.Mode()

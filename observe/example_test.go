@@ -32,7 +32,7 @@ import (
 // clients. It runs against awssim on loopback.
 func Example() {
 	ctx := context.Background()
-	srv, err := awssim.New(awssim.Options{})
+	srv, err := awssim.New(awssim.Options{Buckets: []string{"backups"}})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -55,7 +55,7 @@ func Example() {
 		srv.EC2(func(o *ec2.Options) { o.APIOptions = append(o.APIOptions, metrics.AWSAPIOption()) }),
 		awsebs.CopiesOptions{})
 	plan := draas.Plan{Name: "demo", VMs: []draas.VM{{Name: "db"}}, ReplicationInterval: time.Hour}
-	r, err := replicate.New(plan, replicate.BackupsOf(store), copies, replicate.Options{
+	r, err := replicate.New(plan, store, copies, replicate.Options{
 		Events: observe.Tee(observe.ReplicateLogger(logger), metrics.ReplicateEvents()),
 	})
 	if err != nil {
@@ -99,7 +99,7 @@ func backupOf(ctx context.Context, srv *awssim.Server, vm string) (*s3.Store, er
 	if err != nil {
 		return nil, err
 	}
-	sink, err := w.Disk("disk0")
+	sink, err := w.DiskOnBase(ctx, "disk0") // the first point: an empty sink
 	if err != nil {
 		return nil, err
 	}

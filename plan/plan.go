@@ -13,9 +13,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"net/netip"
-	"net/url"
+	"io"
 	"os"
+	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -26,7 +27,9 @@ import (
 	"github.com/opendraas/draas"
 )
 
-// Plan is a DR plan.
+// Plan is a DR plan: the whole plan file, which failover and failback
+// take. Replication needs only a part of it, the vocabulary's draas.Plan,
+// which [Plan.ReplicationPlan] returns for replicate.New.
 type Plan struct {
 	// Name identifies the plan; DR copies and failover resources are tagged
 	// with it.
@@ -76,7 +79,8 @@ type Defaults struct {
 	HealthTimeout Duration `yaml:"healthTimeout"`
 }
 
-// DNS is the production DNS zone records point into.
+// DNS is the production DNS zone records point into: the plan's settings,
+// not the draas.DNS provider interface that changes records.
 type DNS struct {
 	// Zone is a hosted zone name ("example.com.") or ID.
 	Zone string `yaml:"zone"`
@@ -84,7 +88,9 @@ type DNS struct {
 	TTL Duration `yaml:"ttl"`
 }
 
-// VM is one protected VM and how it fails over.
+// VM is one protected VM and how it fails over. (draas.VM, its twin in the
+// vocabulary, is the VM's name and disks as replication and backups know
+// them; [Plan.ReplicationPlan] turns one into the other.)
 type VM struct {
 	Name string `yaml:"name"`
 	// OS is "linux" (default) or "windows": it decides how boot scripts run.
@@ -132,7 +138,9 @@ type HealthCheck struct {
 	ExpectStatus int    `yaml:"expectStatus"`
 }
 
-// Record is a DNS record pointed at a VM.
+// Record is a DNS record pointed at a VM, as the plan file asks for it.
+// Failover turns it into a draas.Record (zone, fully qualified name, values)
+// for a draas.DNS provider.
 type Record struct {
 	// Name is the record's name; a name without a final dot is relative to
 	// the zone.
@@ -216,11 +224,22 @@ func (es Errors) Unwrap() []error {
 	return out
 }
 
-// Load reads and validates the plan file at path.
+// Load reads and validates the plan file at path. A path that is not a
+// plan file (a directory, a file over [MaxFileSize]) is a plan error too,
+// wrapping draas.ErrInvalid; a file that does not exist gives an error
+// wrapping fs.ErrNotExist.
 func Load(path string) (*Plan, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("plan: %w", err)
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.IsDir() {
+		return nil, &Error{File: path, Message: "is a directory: name the plan's YAML file (e.g. " + filepath.Join(path, "plan.yaml") + ")"}
+	}
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("plan: read %s: %w", path, err)
 	}
 	return Parse(path, data)
 }
@@ -229,12 +248,23 @@ var lineRE = regexp.MustCompile(`^yaml: (?:unmarshal errors:\n\s*)?line (\d+): (
 
 // Parse parses and validates a plan; name is used in error messages.
 func Parse(name string, data []byte) (*Plan, error) {
+	if len(data) > MaxFileSize {
+		return nil, &Error{File: name, Message: fmt.Sprintf("the file is larger than %d MiB: is it the plan? A plan is a YAML file of a few KiB", MaxFileSize>>20)}
+	}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return nil, yamlError(name, err)
 	}
 	if len(root.Content) == 0 {
 		return nil, &Error{File: name, Message: "the file is empty: a plan needs at least a name and vms"}
+	}
+	if e := aliasBomb(name, &root); e != nil {
+		return nil, Errors{e}
+	}
+	sh := &shape{file: name}
+	sh.check(root.Content[0], reflect.TypeFor[Plan](), "")
+	if len(sh.es) > 0 {
+		return nil, sh.es.bound()
 	}
 	p := &Plan{file: name, root: &root}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
@@ -283,162 +313,75 @@ func lineError(name, msg string) *Error {
 
 // line returns the line of the node at path (mapping keys and sequence
 // indices), or of the deepest node found on the way.
-func (p *Plan) line(path ...any) int {
+func (p *Plan) line(path ...any) int { l, _ := p.lookup(path...); return l }
+
+// node returns the node at path, or nil.
+func (p *Plan) node(path ...any) *yaml.Node { _, n := p.lookup(path...); return n }
+
+// lookup returns the node at path, following aliases and merge keys (<<),
+// and its line: that of its key for a mapping's value. When the path is
+// not all there, it returns the line of the deepest node found and nil.
+func (p *Plan) lookup(path ...any) (int, *yaml.Node) {
 	if p.root == nil || len(p.root.Content) == 0 {
-		return 0
+		return 0, nil
 	}
-	n := p.root.Content[0]
+	n := deref(p.root.Content[0])
 	line := n.Line
 	for _, step := range path {
 		switch s := step.(type) {
 		case string:
-			if n.Kind != yaml.MappingNode {
-				return line
+			k, v := get(n, s, 0)
+			if k == nil {
+				return line, nil
 			}
-			found := false
-			for i := 0; i+1 < len(n.Content); i += 2 {
-				if n.Content[i].Value == s {
-					line, n, found = n.Content[i].Line, n.Content[i+1], true
-					break
-				}
-			}
-			if !found {
-				return line
-			}
+			line, n = k.Line, deref(v)
 		case int:
 			if n.Kind != yaml.SequenceNode || s >= len(n.Content) {
-				return line
+				return line, nil
 			}
-			n = n.Content[s]
+			n = deref(n.Content[s])
 			line = n.Line
 		}
 	}
-	return line
+	return line, n
 }
 
-// Validate checks the plan and returns every problem found (as [Errors]).
-func (p *Plan) Validate() error {
-	var es Errors
-	add := func(field, format string, args ...any) {
-		path := fieldPath(field)
-		es = append(es, &Error{File: p.file, Line: p.line(path...), Field: field, Message: fmt.Sprintf(format, args...)})
+// deref follows aliases.
+func deref(n *yaml.Node) *yaml.Node {
+	for n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
 	}
-	if p.Name == "" {
-		add("name", "the plan has no name: add `name: my-plan`")
-	} else if !nameRE.MatchString(p.Name) {
-		add("name", "%q has characters that cannot be used in tags and IDs: use letters, digits, '.', '_' and '-'", p.Name)
+	return n
+}
+
+// get returns the key and value nodes of key in mapping n, looking into
+// merged mappings (<<) when n does not set it itself.
+func get(n *yaml.Node, key string, depth int) (k, v *yaml.Node) {
+	if n.Kind != yaml.MappingNode || depth > 100 {
+		return nil, nil
 	}
-	if p.Replication.Interval < 0 || p.Replication.Keep < 0 || p.Replication.RPO < 0 {
-		add("replication", "interval, keep and rpo must not be negative")
-	}
-	if len(p.VMs) == 0 {
-		add("vms", "the plan protects no VM: list them under `vms:`")
-	}
-	names := map[string]int{}
-	for i, vm := range p.VMs {
-		f := fmt.Sprintf("vms[%d]", i)
+	var merges []*yaml.Node
+	for i := 0; i+1 < len(n.Content); i += 2 {
 		switch {
-		case vm.Name == "":
-			add(f+".name", "the VM has no name")
-		case !nameRE.MatchString(vm.Name):
-			add(f+".name", "%q has characters that cannot be used in tags and IDs: use letters, digits, '.', '_' and '-'", vm.Name)
-		default:
-			if j, dup := names[vm.Name]; dup {
-				add(f+".name", "VM %q is listed twice (also vms[%d])", vm.Name, j)
-			}
-			names[vm.Name] = i
+		case n.Content[i].ShortTag() == "!!merge":
+			merges = append(merges, deref(n.Content[i+1]))
+		case n.Content[i].Value == key:
+			return n.Content[i], n.Content[i+1]
 		}
 	}
-	all := slices.Sorted(func(yield func(string) bool) {
-		for n := range names {
-			if !yield(n) {
-				return
-			}
+	for _, m := range merges {
+		list := []*yaml.Node{m}
+		if m.Kind == yaml.SequenceNode {
+			list = m.Content
 		}
-	})
-	for i, vm := range p.VMs {
-		f := fmt.Sprintf("vms[%d]", i)
-		if vm.OS != "" && vm.OS != "linux" && vm.OS != "windows" {
-			add(f+".os", "%q is not an OS this plan knows: use linux or windows", vm.OS)
-		}
-		if p.InstanceType(vm) == "" {
-			add(f+".instanceType", "VM %s has no instance type: set it or defaults.instanceType", vm.Name)
-		}
-		if p.Subnet(vm) == "" {
-			add(f+".subnet", "VM %s has no subnet: set it or defaults.subnet", vm.Name)
-		}
-		if vm.PrivateIP != "" {
-			if a, err := netip.ParseAddr(vm.PrivateIP); err != nil || !a.Is4() {
-				add(f+".privateIP", "%q is not an IPv4 address", vm.PrivateIP)
-			}
-		}
-		for j, d := range vm.DependsOn {
-			switch {
-			case d == vm.Name:
-				add(fmt.Sprintf("%s.dependsOn[%d]", f, j), "VM %s depends on itself", vm.Name)
-			case !hasKey(names, d):
-				add(fmt.Sprintf("%s.dependsOn[%d]", f, j), "unknown VM %q (the plan's VMs are %s)", d, strings.Join(all, ", "))
-			}
-		}
-		for j, s := range vm.BootScripts {
-			if strings.TrimSpace(s.Run) == "" {
-				add(fmt.Sprintf("%s.bootScripts[%d].run", f, j), "the boot script is empty")
-			}
-		}
-		for j, h := range vm.HealthChecks {
-			hf := fmt.Sprintf("%s.healthChecks[%d]", f, j)
-			set := 0
-			if h.EC2 {
-				set++
-			}
-			if h.TCP != 0 {
-				set++
-				if h.TCP < 1 || h.TCP > 65535 {
-					add(hf+".tcp", "port %d is out of range 1-65535", h.TCP)
-				}
-			}
-			if h.HTTP != "" {
-				set++
-				if u, err := url.Parse(strings.ReplaceAll(h.HTTP, "{ip}", "192.0.2.1")); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-					add(hf+".http", "%q is not an http(s) URL", h.HTTP)
-				}
-			}
-			if set != 1 {
-				add(hf, "a health check sets exactly one of ec2, tcp or http")
-			}
-		}
-		for j, r := range vm.DNS {
-			rf := fmt.Sprintf("%s.dns[%d]", f, j)
-			if r.Name == "" {
-				add(rf+".name", "the record has no name")
-			}
-			switch r.Type {
-			case "", "A":
-			case "CNAME":
-				if r.Target == "" {
-					add(rf+".target", "a CNAME record needs a target")
-				}
-			default:
-				add(rf+".type", "%q: use A or CNAME", r.Type)
-			}
-			if p.DNS.Zone == "" {
-				add("dns.zone", "VM %s has DNS records but the plan has no zone: set dns.zone", vm.Name)
+		for _, m := range list {
+			if k, v := get(deref(m), key, depth+1); k != nil {
+				return k, v
 			}
 		}
 	}
-	if cyc := p.cycle(); cyc != nil {
-		i := names[cyc[0]]
-		add(fmt.Sprintf("vms[%d].dependsOn", i), "dependency cycle %s: remove one of these dependencies", strings.Join(cyc, " → "))
-	}
-	if len(es) > 0 {
-		return es
-	}
-	return nil
+	return nil, nil
 }
-
-var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
-
-func hasKey(m map[string]int, k string) bool { _, ok := m[k]; return ok }
 
 // fieldPath turns "vms[2].dependsOn[0]" into the node path vms, 2,
 // dependsOn, 0.
@@ -551,7 +494,9 @@ func or(a, b string) string {
 	return b
 }
 
-// ReplicationPlan returns the part of the plan replication needs.
+// ReplicationPlan returns the part of the plan replication needs, as the
+// vocabulary's draas.Plan that replicate.New takes: the name, interval,
+// copies to keep, RPO and each VM's name and disks.
 func (p *Plan) ReplicationPlan() draas.Plan {
 	out := draas.Plan{
 		Name:                p.Name,

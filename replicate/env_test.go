@@ -32,17 +32,68 @@ const (
 	mib = 1 << 20
 )
 
-// env is a backup store in the simulator's S3 and a copy store of EBS
-// snapshots in its EBS and EC2, driven through the real SDK clients.
+// env is a backup store and a copy store: either the in-memory fakes of
+// package draastest (the unit tests), or a backup store in the simulator's
+// S3 and a copy store of EBS snapshots in its EBS and EC2, driven through
+// the real SDK clients (the integration tests).
 type env struct {
 	t      *testing.T
-	srv    *awssim.Server
-	store  *s3.Store
-	copies *ebs.Copies
-	ebs    *awsebs.Client
-	ec2    *awsec2.Client
+	store  draas.BackupStore
+	copies draas.CopyStore
 	now    time.Time
 	disks  map[string]map[string]*draastest.Disk // vm -> disk -> content of the latest point
+
+	// The simulator's, nil for the in-memory env.
+	srv *awssim.Server
+	s3  *s3.Store
+	ebs *awsebs.Client
+	ec2 *awsec2.Client
+	// The in-memory copy store, nil for the simulator's.
+	mem *draastest.CopyStore
+}
+
+// backend names an env: "memory" for the draastest fakes, or an EBS path
+// in the simulator.
+type backend string
+
+const (
+	memory backend = "memory"
+	direct backend = "direct"
+	volume backend = "volume"
+)
+
+// backends are the envs each replication test runs in: the fakes always,
+// the simulator's two EBS paths as integration tests (the volume path not
+// with -short: it repeats the direct path's checks).
+var backends = []backend{memory, direct, volume}
+
+// newEnvOf returns the env b, or skips the test.
+func newEnvOf(t *testing.T, b backend) *env {
+	t.Helper()
+	switch b {
+	case memory:
+		return newMemEnv(t)
+	case volume:
+		if testing.Short() {
+			t.Skip("the volume path repeats the direct path's checks; the full run covers it")
+		}
+		return newEnv(t, ebs.PathVolume)
+	default:
+		return newEnv(t, ebs.PathDirect)
+	}
+}
+
+// newMemEnv returns an env of the draastest fakes: no simulator.
+func newMemEnv(t *testing.T) *env {
+	mem := draastest.NewCopyStore(draastest.CopyStoreOptions{})
+	return &env{
+		t:      t,
+		store:  draastest.NewBackupStore(blk, nil),
+		copies: mem,
+		mem:    mem,
+		now:    time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC),
+		disks:  map[string]map[string]*draastest.Disk{},
+	}
 }
 
 func fastSDK[O any](set func(*O, aws.Retryer)) func(*O) {
@@ -56,7 +107,7 @@ func fastSDK[O any](set func(*O, aws.Retryer)) func(*O) {
 
 func newEnv(t *testing.T, path ebs.Path) *env {
 	t.Helper()
-	srv, err := awssim.New(awssim.Options{})
+	srv, err := awssim.New(awssim.Options{Buckets: []string{"backups"}})
 	require.NoError(t, err)
 	t.Cleanup(srv.Close)
 	e := &env{
@@ -67,7 +118,8 @@ func newEnv(t *testing.T, path ebs.Path) *env {
 		now:   time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC),
 		disks: map[string]map[string]*draastest.Disk{},
 	}
-	e.store = s3.New(srv.S3(), "backups", "store", s3.Options{})
+	e.s3 = s3.New(srv.S3(), "backups", "store", s3.Options{})
+	e.store = e.s3
 	opts := ebs.CopiesOptions{Path: path}
 	if path == ebs.PathVolume {
 		// The proxy: an instance in the simulator; its "devices" are the
@@ -148,7 +200,12 @@ func (e *env) backup(vm string, disks map[string]*draastest.Disk) string {
 	require.NoError(e.t, err)
 	snap := map[string]*draastest.Disk{}
 	for _, name := range names {
-		sink, err := w.Disk(name)
+		var sink draas.VolumeSink
+		if pw, ok := w.(*s3.PointWriter); ok {
+			sink, err = pw.Disk(name) // an empty sink: the whole disk is written
+		} else {
+			sink, err = w.DiskOnBase(ctx, name)
+		}
 		require.NoError(e.t, err)
 		_, err = blockcopy.Copy(ctx, sink, disks[name], blockcopy.Options{})
 		require.NoError(e.t, err)
@@ -163,20 +220,55 @@ func (e *env) replicator(plan draas.Plan, opts replicate.Options) *replicate.Rep
 	e.t.Helper()
 	opts.Now = func() time.Time { return e.now }
 	opts.Copy.Retry.Initial = time.Millisecond
-	r, err := replicate.New(plan, replicate.BackupsOf(e.store), e.copies, opts)
+	r, err := replicate.New(plan, e.store, e.copies, opts)
 	require.NoError(e.t, err)
 	return r
 }
 
-// snapshotsOf returns the simulator's snapshots tagged with vm.
-func (e *env) snapshotsOf(vm string) []awssim.SnapshotInfo {
-	var out []awssim.SnapshotInfo
+// snapshot is a DR copy's snapshot as the store holds it.
+type snapshot struct {
+	ID    string
+	State string
+	Tags  map[string]string
+}
+
+// snapshotsOf returns the snapshots of vm's DR copies: the simulator's
+// snapshots tagged with vm, or the in-memory store's copies with the tags
+// the EBS store would give them.
+func (e *env) snapshotsOf(vm string) []snapshot {
+	var out []snapshot
+	if e.mem != nil {
+		for _, c := range e.mem.All() {
+			if c.VM == vm {
+				tags := map[string]string{draas.TagVM: c.VM, draas.TagDisk: c.Disk, draas.TagRecoveryPoint: c.RecoveryPoint}
+				if c.Complete {
+					tags[draas.TagComplete] = "true"
+				}
+				out = append(out, snapshot{ID: c.SnapshotID, State: string(c.State), Tags: tags})
+			}
+		}
+		return out
+	}
 	for _, s := range e.srv.Snapshots() {
 		if s.Tags[draas.TagVM] == vm {
-			out = append(out, s)
+			out = append(out, snapshot{ID: s.ID, State: s.State, Tags: s.Tags})
 		}
 	}
 	return out
+}
+
+// snapshotBytes returns the content of snapshot id.
+func (e *env) snapshotBytes(id string, size int64) []byte {
+	e.t.Helper()
+	if e.mem != nil {
+		d, ok := e.mem.Disk(id)
+		require.True(e.t, ok, "snapshot %s exists", id)
+		return d.Bytes()
+	}
+	got := make([]byte, size)
+	_, err := e.srv.ReadSnapshotAt(id, got, 0)
+	require.NoError(e.t, err)
+	return got
 }
 
 // checkCopy asserts that vm has exactly one DR copy set, complete, whose
@@ -191,9 +283,7 @@ func (e *env) checkCopy(plan, vm string) {
 		require.Equal(e.t, "true", s.Tags[draas.TagComplete], "snapshot %s is marked complete", s.ID)
 		d := want[s.Tags[draas.TagDisk]]
 		require.NotNil(e.t, d, "snapshot %s is of a known disk", s.ID)
-		got := make([]byte, d.Size())
-		_, err := e.srv.ReadSnapshotAt(s.ID, got, 0)
-		require.NoError(e.t, err)
+		got := e.snapshotBytes(s.ID, d.Size())
 		require.True(e.t, bytes.Equal(d.Bytes(), got), "DR copy %s of %s/%s holds the latest backup's bytes", s.ID, vm, s.Tags[draas.TagDisk])
 	}
 }

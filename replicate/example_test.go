@@ -21,7 +21,7 @@ import (
 // config.LoadDefaultConfig instead.
 func Example() {
 	ctx := context.Background()
-	srv, err := awssim.New(awssim.Options{})
+	srv, err := awssim.New(awssim.Options{Buckets: []string{"backups"}})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -38,7 +38,8 @@ func Example() {
 		if err != nil {
 			log.Fatal(err)
 		}
-		sink, err := w.Disk("os")
+		sink, err := w.DiskOnBase(ctx, "os") // starts from the previous point's disk
+
 		if err != nil {
 			log.Fatal(err)
 		}
@@ -53,7 +54,7 @@ func Example() {
 	backup(t0)
 
 	plan := draas.Plan{Name: "shop", VMs: []draas.VM{{Name: "db"}}, ReplicationInterval: 15 * time.Minute}
-	r, err := replicate.New(plan, replicate.BackupsOf(store), copies, replicate.Options{})
+	r, err := replicate.New(plan, store, copies, replicate.Options{})
 	if err != nil {
 		log.Fatal(err)
 	}

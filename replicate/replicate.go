@@ -20,7 +20,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -30,57 +29,26 @@ import (
 	"github.com/opendraas/draas/blockcopy"
 )
 
-// Backups is the read side of a backup store. Use [BackupsOf] to adapt a
-// store whose OpenDisk returns its own source type, such as *s3.Store.
-type Backups interface {
-	// Points lists a VM's committed recovery points, oldest first.
-	Points(ctx context.Context, vm string) ([]draas.RecoveryPoint, error)
-	// OpenDisk opens a disk of a recovery point. The source should be a
-	// draas.ChangeTracker whose bases are recovery point IDs, so that
-	// incremental copies send only changed blocks.
-	OpenDisk(ctx context.Context, vm, point, disk string) (draas.BlockSource, error)
-}
-
-// BackupsOf adapts a backup store whose OpenDisk returns a concrete source
-// type S to [Backups].
-func BackupsOf[S draas.BlockSource](store interface {
-	Points(ctx context.Context, vm string) ([]draas.RecoveryPoint, error)
-	OpenDisk(ctx context.Context, vm, point, disk string) (S, error)
-}) Backups {
-	return backupsOf[S]{store}
-}
-
-type backupsOf[S draas.BlockSource] struct {
-	s interface {
-		Points(ctx context.Context, vm string) ([]draas.RecoveryPoint, error)
-		OpenDisk(ctx context.Context, vm, point, disk string) (S, error)
-	}
-}
-
-func (b backupsOf[S]) Points(ctx context.Context, vm string) ([]draas.RecoveryPoint, error) {
-	return b.s.Points(ctx, vm)
-}
-
-func (b backupsOf[S]) OpenDisk(ctx context.Context, vm, point, disk string) (draas.BlockSource, error) {
-	src, err := b.s.OpenDisk(ctx, vm, point, disk)
-	if err != nil {
-		return nil, err
-	}
-	return src, nil
-}
-
 // Options tunes a [Replicator]. The zero value is useful.
 type Options struct {
-	// Copy tunes each disk's copy (concurrency, rate limit, retries).
-	// Verify is always on and Extents and Checkpoint are set per copy.
+	// Copy tunes each disk's copy: Concurrency, RateLimit, Retry,
+	// CheckpointInterval and ProgressInterval are used as given. The
+	// workflow sets the other fields itself for every copy: Verify is
+	// always on, Extents is the blocks changed since the previous copy (nil
+	// for a full copy), Checkpoint comes from Checkpoints, and Progress
+	// feeds EventProgress events. [New] fails with draas.ErrInvalid when
+	// Copy.Extents, Copy.Checkpoint or Copy.Progress is set, rather than
+	// overwrite it.
 	Copy blockcopy.Options
 	// Checkpoints, when set, returns where to keep the checkpoint of a
 	// VM's disk copy, so that a killed run resumes its pending copy. Nil
 	// means no checkpoints: a pending copy left by a killed run is deleted
 	// and copied again.
 	Checkpoints func(vm, disk string) blockcopy.CheckpointStore
-	// Events, when set, receives events from every VM's run. It is called
-	// from several goroutines at once when VMs run in parallel.
+	// Events, when set, receives events from every VM's run, one call at a
+	// time (never concurrently, also when VMs run in parallel), so it needs
+	// no locking of its own. It must not block for long: the runs wait for
+	// it.
 	Events func(Event)
 	// Now is the clock for ages and RPOs; default time.Now.
 	Now func() time.Time
@@ -93,22 +61,42 @@ type Options struct {
 // per plan: two replicating the same VM at once would delete each other's
 // pending copies.
 type Replicator struct {
-	plan    draas.Plan
-	backups Backups
-	copies  draas.CopyStore
-	opts    Options
+	plan     draas.Plan
+	backups  draas.BackupReader
+	copies   draas.CopyStore
+	opts     Options
+	progress *blockcopy.ProgressMux // nil without Events
+
+	emitMu sync.Mutex // serializes Events
 
 	mu      sync.Mutex
 	running map[string]bool
+	sinks   map[[2]string]draas.SnapshotSink // the copy running per VM and disk, for progress events
 }
+
+// ErrPointSkipped marks a VM's run that skipped recovery points the backup
+// store could not read (a damaged or unknown point record) and replicated
+// the newest readable one instead: Result.Action says what it did with
+// that one, and the error names each skipped point. It wraps the store's
+// error too (draas.ErrChecksumMismatch or draas.ErrInvalid).
+var ErrPointSkipped = errors.New("replicate: unreadable recovery point skipped")
 
 // ErrBusy is returned when a VM is already being replicated by this
 // Replicator.
 var ErrBusy = errors.New("replicate: VM is already being replicated")
 
-// New returns a Replicator for plan, reading from backups and writing to
-// copies.
-func New(plan draas.Plan, backups Backups, copies draas.CopyStore, opts Options) (*Replicator, error) {
+// New returns a Replicator for plan, reading recovery points from backups
+// (e.g. an *s3.Store) and writing DR copies to copies (e.g. an
+// *ebs.Copies). A plan without a name or with unnamed or repeated VMs, a nil
+// backups or copies, or an Options.Copy field the workflow sets (see
+// [Options]) is an error wrapping draas.ErrInvalid.
+func New(plan draas.Plan, backups draas.BackupReader, copies draas.CopyStore, opts Options) (*Replicator, error) {
+	if backups == nil {
+		return nil, draas.Invalidf("replicate.New: backups is nil: pass a draas.BackupReader, e.g. an *s3.Store from aws/s3")
+	}
+	if copies == nil {
+		return nil, draas.Invalidf("replicate.New: copies is nil: pass a draas.CopyStore, e.g. an *ebs.Copies from aws/ebs")
+	}
 	if plan.Name == "" {
 		return nil, draas.Invalidf("replicate: the plan has no name: set Plan.Name (DR copies are tagged with it)")
 	}
@@ -122,8 +110,13 @@ func New(plan draas.Plan, backups Backups, copies draas.CopyStore, opts Options)
 		}
 		seen[vm.Name] = true
 	}
-	if backups == nil || copies == nil {
-		return nil, draas.Invalidf("replicate: a backup store and a copy store are required")
+	switch {
+	case opts.Copy.Extents != nil:
+		return nil, draas.Invalidf("replicate.New: Options.Copy.Extents is set by the workflow (the blocks changed since the previous copy): leave it nil")
+	case opts.Copy.Checkpoint != nil:
+		return nil, draas.Invalidf("replicate.New: Options.Copy.Checkpoint is set by the workflow per disk: set Options.Checkpoints instead")
+	case opts.Copy.Progress != nil:
+		return nil, draas.Invalidf("replicate.New: Options.Copy.Progress is set by the workflow: set Options.Events and watch EventProgress (tagged with VM and disk) instead")
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -131,11 +124,44 @@ func New(plan draas.Plan, backups Backups, copies draas.CopyStore, opts Options)
 	if opts.VMConcurrency <= 0 {
 		opts.VMConcurrency = 2
 	}
-	return &Replicator{plan: plan, backups: backups, copies: copies, opts: opts, running: map[string]bool{}}, nil
+	r := &Replicator{plan: plan, backups: backups, copies: copies, opts: opts, running: map[string]bool{}, sinks: map[[2]string]draas.SnapshotSink{}}
+	if opts.Events != nil {
+		r.progress = blockcopy.NewProgressMux(func(p blockcopy.DiskProgress) {
+			r.emit(Event{Kind: EventProgress, VM: p.VM, Disk: p.Disk, SnapshotID: r.snapshotID(p.VM, p.Disk), Progress: &p.Progress})
+		})
+	}
+	return r, nil
 }
 
-// Plan returns the replicator's plan.
-func (r *Replicator) Plan() draas.Plan { return r.plan }
+// Plan returns the replicator's plan (the zero Plan for a nil Replicator).
+func (r *Replicator) Plan() draas.Plan {
+	if r == nil {
+		return draas.Plan{}
+	}
+	return r.plan
+}
+
+// errNotNew is what the methods of a Replicator not made by New return.
+var errNotNew = draas.Invalidf("replicate: the Replicator was not made by replicate.New")
+
+// snapshotID returns the snapshot of the copy of vm's disk now running.
+func (r *Replicator) snapshotID(vm, disk string) string {
+	r.mu.Lock()
+	s := r.sinks[[2]string{vm, disk}]
+	r.mu.Unlock()
+	if s == nil {
+		return ""
+	}
+	return s.SnapshotID()
+}
+
+// check returns errNotNew for a nil or zero Replicator.
+func (r *Replicator) check() error {
+	if r == nil || r.backups == nil || r.copies == nil {
+		return errNotNew
+	}
+	return nil
+}
 
 // Action says what a run did for a VM.
 type Action string
@@ -207,17 +233,26 @@ const (
 
 // Event reports a run's progress.
 type Event struct {
-	Time       time.Time
-	Kind       EventKind
-	VM         string
-	Disk       string
+	Time time.Time
+	Kind EventKind
+	// VM is set in every event; Disk in the events of one disk's copy.
+	VM   string
+	Disk string
+	// SnapshotID is the DR copy's snapshot in EventCopy, EventProgress
+	// (once known: the volume path has none until the copy commits),
+	// EventCopied and EventDeleted.
 	SnapshotID string
-	Progress   *blockcopy.Progress
-	Result     *Result
+	// Progress is set in EventProgress: the progress of the copy of Disk
+	// of VM.
+	Progress *blockcopy.Progress
+	// Result is set in EventFinished.
+	Result *Result
 }
 
 func (r *Replicator) emit(e Event) {
 	if r.opts.Events != nil {
+		r.emitMu.Lock()
+		defer r.emitMu.Unlock()
 		e.Time = r.opts.Now()
 		r.opts.Events(e)
 	}
@@ -226,6 +261,9 @@ func (r *Replicator) emit(e Event) {
 // ReplicateAll replicates every VM of the plan, VMConcurrency at a time.
 // One VM's failure does not stop the others; the error joins every VM's.
 func (r *Replicator) ReplicateAll(ctx context.Context) ([]Result, error) {
+	if err := r.check(); err != nil {
+		return nil, err
+	}
 	results := make([]Result, len(r.plan.VMs))
 	var g errgroup.Group
 	g.SetLimit(r.opts.VMConcurrency)
@@ -245,36 +283,24 @@ func (r *Replicator) ReplicateAll(ctx context.Context) ([]Result, error) {
 	return results, errors.Join(errs...)
 }
 
-// set is the copies of one recovery point.
-type set struct {
-	point  string
-	time   time.Time
-	copies map[string]draas.DRCopy // by disk
-}
-
-// complete reports whether every copy of the set is marked complete:
-// MarkComplete runs only once all of a point's disks were copied and
-// verified, so a set with every member marked covers every disk.
-func (s *set) complete() bool {
-	if len(s.copies) == 0 {
-		return false
-	}
-	for _, c := range s.copies {
-		if !c.Complete || c.State != "completed" {
-			return false
-		}
-	}
-	return true
-}
-
 // ReplicateVM brings one VM's DR copy up to its newest recovery point. The
-// returned Result also carries the error.
+// returned Result also carries the error. When the backup store skips
+// points it cannot read, the newest readable point is replicated and the
+// error wraps [ErrPointSkipped] (Result.Action is not ActionFailed then,
+// unless the copy failed too).
 func (r *Replicator) ReplicateVM(ctx context.Context, vm string) (res Result, err error) {
+	if err := r.check(); err != nil {
+		return Result{VM: vm, Action: ActionFailed, Err: err, Error: err.Error()}, err
+	}
 	res = Result{VM: vm, Start: r.opts.Now()}
+	partial := false // err only says which broken points were skipped
 	defer func() {
 		res.Duration = r.opts.Now().Sub(res.Start)
 		if err != nil {
-			res.Action, res.Err, res.Error = ActionFailed, err, err.Error()
+			res.Err, res.Error = err, err.Error()
+			if !partial {
+				res.Action = ActionFailed
+			}
 		}
 		res.RPO = r.rpo(context.WithoutCancel(ctx), vm)
 		r.emit(Event{Kind: EventFinished, VM: vm, Result: &res})
@@ -297,7 +323,13 @@ func (r *Replicator) ReplicateVM(ctx context.Context, vm string) (res Result, er
 	r.emit(Event{Kind: EventStarted, VM: vm})
 
 	points, err := r.backups.Points(ctx, vm)
-	if err != nil {
+	var skipped error
+	switch {
+	case err == nil:
+	case len(points) > 0 && (errors.Is(err, draas.ErrChecksumMismatch) || errors.Is(err, draas.ErrInvalid)):
+		// The store skipped broken points: the readable ones replicate.
+		skipped = fmt.Errorf("replicate %s: %w: %w", vm, ErrPointSkipped, err)
+	default:
 		return res, fmt.Errorf("replicate %s: list recovery points: %w", vm, err)
 	}
 	if len(points) == 0 {
@@ -310,37 +342,37 @@ func (r *Replicator) ReplicateVM(ctx context.Context, vm string) (res Result, er
 	if err != nil {
 		return res, fmt.Errorf("replicate %s: list DR copies: %w", vm, err)
 	}
-	sets := group(all)
-	current := newestComplete(sets)
+	var current *draas.CopySet
+	if s, ok := draas.LatestComplete(all); ok {
+		current = &s
+	}
 
 	var keep map[string]bool // snapshots the cleanup must not delete
 	switch {
-	case current != nil && current.point == latest.ID:
+	case current != nil && current.RecoveryPoint == latest.ID:
 		res.Action = ActionUpToDate
 	default:
-		newSet, resumable, err := r.copyPoint(ctx, vm, latest, current, &res)
+		resumable, err := r.copyPoint(ctx, vm, latest, current, &res)
 		if err != nil {
 			// Leave the previous copy and any resumable pending copy; delete
 			// the rest of what this or earlier runs left behind.
 			keep = resumable
 			r.cleanup(context.WithoutCancel(ctx), vm, keep, &res)
-			return res, err
-		}
-		if newSet != nil {
-			sets = group(append(all, newSet...))
+			return res, errors.Join(err, skipped)
 		}
 	}
 	r.cleanup(ctx, vm, keep, &res)
-	return res, nil
+	partial = skipped != nil
+	return res, skipped
 }
 
 // copyPoint copies recovery point p of vm, incremental on current when it
-// can, and marks the new set complete. It returns the new set's copies, or
-// nil when nothing needed copying (the current set now stands for p), and,
-// on failure, the pending snapshots a later run can resume.
-func (r *Replicator) copyPoint(ctx context.Context, vm string, p draas.RecoveryPoint, current *set, res *Result) ([]draas.DRCopy, map[string]bool, error) {
+// can, and marks the new set complete; when nothing needed copying, the
+// current set now stands for p. On failure it returns the pending snapshots
+// a later run can resume.
+func (r *Replicator) copyPoint(ctx context.Context, vm string, p draas.RecoveryPoint, current *draas.CopySet, res *Result) (map[string]bool, error) {
 	if len(p.Disks) == 0 {
-		return nil, nil, fmt.Errorf("replicate %s: recovery point %s lists no disks", vm, p.ID)
+		return nil, fmt.Errorf("replicate %s: recovery point %s lists no disks", vm, p.ID)
 	}
 	type plan struct {
 		disk   draas.Disk
@@ -351,16 +383,16 @@ func (r *Replicator) copyPoint(ctx context.Context, vm string, p draas.RecoveryP
 	plans := make([]plan, 0, len(p.Disks))
 	// The new point is unchanged when the current set has a copy of every
 	// disk and no disk changed.
-	unchanged := current != nil && len(current.copies) == len(p.Disks)
+	unchanged := current != nil && len(current.Copies) == len(p.Disks)
 	for _, d := range p.Disks {
 		src, err := r.backups.OpenDisk(ctx, vm, p.ID, d.Name)
 		if err != nil {
-			return nil, nil, fmt.Errorf("replicate %s: open disk %s of recovery point %s: %w", vm, d.Name, p.ID, err)
+			return nil, fmt.Errorf("replicate %s: open disk %s of recovery point %s: %w", vm, d.Name, p.ID, err)
 		}
 		pl := plan{disk: d, src: src}
 		if current != nil {
-			if parent, ok := current.copies[d.Name]; ok && parent.Size <= d.Size {
-				exts, err := draas.ChangedExtents(ctx, src, current.point)
+			if parent, ok := current.Disk(d.Name); ok && parent.Size <= d.Size {
+				exts, err := draas.ChangedExtents(ctx, src, current.RecoveryPoint)
 				switch {
 				case err == nil:
 					pl.parent, pl.exts = parent, exts
@@ -370,7 +402,7 @@ func (r *Replicator) copyPoint(ctx context.Context, vm string, p draas.RecoveryP
 				case errors.Is(err, draas.ErrNotFound):
 					// The base point is gone from the backup store: copy in full.
 				default:
-					return nil, nil, fmt.Errorf("replicate %s: changes of disk %s since %s: %w", vm, d.Name, current.point, err)
+					return nil, fmt.Errorf("replicate %s: changes of disk %s since %s: %w", vm, d.Name, current.RecoveryPoint, err)
 				}
 			}
 		}
@@ -383,20 +415,20 @@ func (r *Replicator) copyPoint(ctx context.Context, vm string, p draas.RecoveryP
 	if unchanged {
 		// Same disks, no block changed: the current copy holds the new
 		// point's content. Let it stand for the new point.
-		retag := make([]draas.DRCopy, 0, len(current.copies))
-		for _, c := range current.copies {
+		retag := make([]draas.DRCopy, 0, len(current.Copies))
+		for _, c := range current.Copies {
 			c.RecoveryPoint, c.PointTime = p.ID, p.Time
 			retag = append(retag, c)
 		}
 		if err := r.copies.MarkComplete(ctx, retag); err != nil {
-			return nil, nil, fmt.Errorf("replicate %s: retag DR copy for recovery point %s: %w", vm, p.ID, err)
+			return nil, fmt.Errorf("replicate %s: retag DR copy for recovery point %s: %w", vm, p.ID, err)
 		}
 		res.Action = ActionUnchanged
 		for _, pl := range plans {
 			bs := int64(cmp.Or(pl.src.BlockSize(), 512<<10))
 			res.BlocksSkipped += (pl.disk.Size + bs - 1) / bs
 		}
-		return nil, nil, nil
+		return nil, nil
 	}
 
 	res.Action = ActionIncremental
@@ -417,18 +449,15 @@ func (r *Replicator) copyPoint(ctx context.Context, vm string, p draas.RecoveryP
 			if snap != "" {
 				resumable[snap] = true
 			}
-			return nil, resumable, err
+			return resumable, err
 		}
 		newSet = append(newSet, dr)
 	}
 	if err := r.copies.MarkComplete(ctx, newSet); err != nil {
-		return nil, nil, fmt.Errorf("replicate %s: mark DR copy of %s complete: %w", vm, p.ID, err)
-	}
-	for i := range newSet {
-		newSet[i].Complete = true
+		return nil, fmt.Errorf("replicate %s: mark DR copy of %s complete: %w", vm, p.ID, err)
 	}
 	r.emit(Event{Kind: EventCompleted, VM: vm})
-	return newSet, nil, nil
+	return nil, nil
 }
 
 // copyDisk copies one disk into a new (or resumed) DR copy. On failure it
@@ -462,18 +491,18 @@ func (r *Replicator) copyDisk(ctx context.Context, req draas.CopyRequest, src dr
 	}
 	r.emit(Event{Kind: EventCopy, VM: req.VM, Disk: req.Disk, SnapshotID: sink.SnapshotID()})
 
+	// The fields Options.Copy leaves to the workflow (New checked them).
 	opts := r.opts.Copy
 	opts.Extents, opts.Verify, opts.Checkpoint = exts, true, ckpt
-	if r.opts.Events != nil {
-		userProgress := opts.Progress
-		opts.Progress = func(p blockcopy.Progress) {
-			r.emit(Event{Kind: EventProgress, VM: req.VM, Disk: req.Disk, SnapshotID: sink.SnapshotID(), Progress: &p})
-			if userProgress != nil {
-				userProgress(p)
-			}
-		}
-	}
+	opts.Progress = r.progress.For(req.VM, req.Disk)
+	key := [2]string{req.VM, req.Disk}
+	r.mu.Lock()
+	r.sinks[key] = sink
+	r.mu.Unlock()
 	st, err := blockcopy.Copy(ctx, sink, src, opts)
+	r.mu.Lock()
+	delete(r.sinks, key)
+	r.mu.Unlock()
 	res.Disks = append(res.Disks, DiskResult{Disk: req.Disk, SnapshotID: sink.SnapshotID(), Parent: req.Parent, Resumed: resumed, Stats: st})
 	res.BytesSent += st.BytesCopied
 	res.BlocksSent += st.BlocksCopied
@@ -492,7 +521,7 @@ func (r *Replicator) copyDisk(ctx context.Context, req draas.CopyRequest, src dr
 	}
 	dr := draas.DRCopy{
 		VM: req.VM, Plan: req.Plan, Disk: req.Disk, DiskIndex: req.DiskIndex, RecoveryPoint: req.RecoveryPoint, PointTime: req.PointTime,
-		SnapshotID: sink.SnapshotID(), Parent: req.Parent, Size: req.Size, Created: r.opts.Now(), State: "completed",
+		SnapshotID: sink.SnapshotID(), Parent: req.Parent, Size: req.Size, Created: r.opts.Now(), State: draas.CopyCompleted,
 	}
 	if c, ok := sink.(interface{ Checksum() string }); ok {
 		dr.Checksum = c.Checksum()
@@ -510,13 +539,13 @@ func (r *Replicator) cleanup(ctx context.Context, vm string, keep map[string]boo
 		res.Warnings = append(res.Warnings, fmt.Sprintf("list DR copies for cleanup (the next run retries): %v", err))
 		return
 	}
-	sets := group(all)
+	sets := draas.CopySets(all)
 	n := max(r.plan.KeepCopies, 1)
 	live := map[string]bool{}
 	kept := 0
 	for i := len(sets) - 1; i >= 0 && kept < n; i-- {
-		if sets[i].complete() {
-			for _, c := range sets[i].copies {
+		if sets[i].Complete() {
+			for _, c := range sets[i].Copies {
 				live[c.ID()] = true
 			}
 			kept++
@@ -543,42 +572,6 @@ func (r *Replicator) cleanup(ctx context.Context, vm string, keep map[string]boo
 	}
 }
 
-// group sorts copies into sets by recovery point, oldest first.
-func group(copies []draas.DRCopy) []*set {
-	byPoint := map[string]*set{}
-	var sets []*set
-	for _, c := range copies {
-		s := byPoint[c.RecoveryPoint]
-		if s == nil {
-			s = &set{point: c.RecoveryPoint, time: c.PointTime, copies: map[string]draas.DRCopy{}}
-			byPoint[c.RecoveryPoint] = s
-			sets = append(sets, s)
-		}
-		if old, dup := s.copies[c.Disk]; dup && (old.Complete || !c.Complete) {
-			// Two copies of one disk for one point (a retried run): the
-			// complete one counts; the other is an orphan.
-			continue
-		}
-		s.copies[c.Disk] = c
-	}
-	slices.SortStableFunc(sets, func(a, b *set) int {
-		if c := a.time.Compare(b.time); c != 0 {
-			return c
-		}
-		return strings.Compare(a.point, b.point)
-	})
-	return sets
-}
-
-func newestComplete(sets []*set) *set {
-	for i := len(sets) - 1; i >= 0; i-- {
-		if sets[i].complete() {
-			return sets[i]
-		}
-	}
-	return nil
-}
-
 func runID() string {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
@@ -602,8 +595,8 @@ func (r *Replicator) rpo(ctx context.Context, vm string) time.Duration {
 	if err != nil {
 		return 0
 	}
-	if s := newestComplete(group(all)); s != nil {
-		return r.opts.Now().Sub(s.time)
+	if s, ok := draas.LatestComplete(all); ok {
+		return r.opts.Now().Sub(s.PointTime)
 	}
 	return 0
 }

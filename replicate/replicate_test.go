@@ -3,7 +3,9 @@ package replicate_test
 import (
 	"context"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
@@ -26,19 +28,16 @@ func plan(vms ...string) draas.Plan {
 }
 
 func TestFullThenIncrementalKeepsLatest(t *testing.T) {
-	for _, path := range []ebs.Path{ebs.PathDirect, ebs.PathVolume} {
-		t.Run(map[ebs.Path]string{ebs.PathDirect: "direct", ebs.PathVolume: "volume"}[path], func(t *testing.T) {
-			testFullThenIncremental(t, path)
+	for _, b := range backends {
+		t.Run(string(b), func(t *testing.T) {
+			testFullThenIncremental(t, b)
 		})
 	}
 }
 
-func testFullThenIncremental(t *testing.T, path ebs.Path) {
-	if testing.Short() && path == ebs.PathVolume {
-		t.Skip("the volume path repeats the direct path's checks; the full run covers it")
-	}
+func testFullThenIncremental(t *testing.T, b backend) {
 	ctx := context.Background()
-	e := newEnv(t, path)
+	e := newEnvOf(t, b)
 	os := randomDisk(1, 64*mib, 0.6)
 	data := randomDisk(2, 32*mib+12345, 0.3)
 	disks := map[string]*draastest.Disk{"os": os, "data": data}
@@ -58,13 +57,16 @@ func testFullThenIncremental(t *testing.T, path ebs.Path) {
 	for i, frac := range []float64{0.01, 0.10} {
 		changed := change(os, uint64(10+i), frac) + change(data, uint64(20+i), frac)
 		point := e.backup("db", disks)
-		puts := e.srv.Calls("PutSnapshotBlock")
+		var puts int
+		if b == direct {
+			puts = e.srv.Calls("PutSnapshotBlock")
+		}
 		res, err = r.ReplicateVM(ctx, "db")
 		require.NoError(t, err, "%.0f%% change", frac*100)
 		assert.Equal(t, replicate.ActionIncremental, res.Action)
 		assert.Equal(t, point, res.RecoveryPoint)
 		assert.Equal(t, int64(changed), res.BlocksSent, "an incremental copy sends only the changed blocks")
-		if path == ebs.PathDirect {
+		if b == direct {
 			assert.Equal(t, changed, e.srv.Calls("PutSnapshotBlock")-puts)
 		}
 		assert.Len(t, res.Deleted, 2, "the previous copy (two disks) is deleted")
@@ -94,8 +96,14 @@ func testFullThenIncremental(t *testing.T, path ebs.Path) {
 }
 
 func TestKeepCopies(t *testing.T) {
+	for _, b := range []backend{memory, direct} {
+		t.Run(string(b), func(t *testing.T) { testKeepCopies(t, b) })
+	}
+}
+
+func testKeepCopies(t *testing.T, b backend) {
 	ctx := context.Background()
-	e := newEnv(t, ebs.PathDirect)
+	e := newEnvOf(t, b)
 	d := randomDisk(3, 8*mib, 0.5)
 	p := plan("web")
 	p.KeepCopies = 2
@@ -113,15 +121,11 @@ func TestKeepCopies(t *testing.T) {
 // with one correct, verified DR copy and no orphan, and that the previous
 // copy survived the kill.
 func TestKillAtEachStep(t *testing.T) {
-	for _, path := range []ebs.Path{ebs.PathDirect, ebs.PathVolume} {
+	for _, b := range backends {
 		for _, at := range []string{"start", "blocks", "commit", "delete"} {
-			name := map[ebs.Path]string{ebs.PathDirect: "direct", ebs.PathVolume: "volume"}[path] + "/" + at
-			t.Run(name, func(t *testing.T) {
-				if testing.Short() && path == ebs.PathVolume {
-					t.Skip("the full run covers the volume path")
-				}
+			t.Run(string(b)+"/"+at, func(t *testing.T) {
 				ctx := context.Background()
-				e := newEnv(t, path)
+				e := newEnvOf(t, b)
 				d := randomDisk(5, 16*mib, 0.7)
 				disks := map[string]*draastest.Disk{"os": d}
 				e.backup("app", disks)
@@ -134,7 +138,7 @@ func TestKillAtEachStep(t *testing.T) {
 				change(d, 6, 0.2)
 				e.backup("app", disks)
 				k := &killer{CopyStore: e.copies, at: at, after: 3}
-				killed, err := replicate.New(plan("app"), replicate.BackupsOf(e.store), k, replicate.Options{})
+				killed, err := replicate.New(plan("app"), e.store, k, replicate.Options{})
 				require.NoError(t, err)
 				res, err := killed.ReplicateVM(ctx, "app")
 				if at == "delete" {
@@ -163,8 +167,14 @@ func TestKillAtEachStep(t *testing.T) {
 }
 
 func TestResumeFromCheckpoint(t *testing.T) {
+	for _, b := range []backend{memory, direct} {
+		t.Run(string(b), func(t *testing.T) { testResumeFromCheckpoint(t, b) })
+	}
+}
+
+func testResumeFromCheckpoint(t *testing.T, b backend) {
 	ctx := context.Background()
-	e := newEnv(t, ebs.PathDirect)
+	e := newEnvOf(t, b)
 	d := randomDisk(7, 32*mib, 0.9)
 	e.backup("db", map[string]*draastest.Disk{"os": d})
 	dir := t.TempDir()
@@ -172,7 +182,7 @@ func TestResumeFromCheckpoint(t *testing.T) {
 		return blockcopy.FileCheckpoint(dir + "/" + vm + "-" + disk + ".ckpt")
 	}
 	k := &killer{CopyStore: e.copies, at: "blocks", after: 30}
-	killed, err := replicate.New(plan("db"), replicate.BackupsOf(e.store), k, replicate.Options{Checkpoints: ckpts, Copy: blockcopy.Options{Concurrency: 2}})
+	killed, err := replicate.New(plan("db"), e.store, k, replicate.Options{Checkpoints: ckpts, Copy: blockcopy.Options{Concurrency: 2}})
 	require.NoError(t, err)
 	_, err = killed.ReplicateVM(ctx, "db")
 	require.ErrorIs(t, err, errKilled)
@@ -211,11 +221,11 @@ func TestCorruptRecoveryPointFailsThatVMOnly(t *testing.T) {
 	s3c := e.srv.S3()
 	list, err := s3c.ListObjectsV2(ctx, &awss3.ListObjectsV2Input{Bucket: aws.String("backups"), Prefix: aws.String("store/chunks/")})
 	require.NoError(t, err)
-	src, err := e.store.OpenDisk(ctx, "db", point, "os")
+	src, err := e.s3.OpenDisk(ctx, "db", point, "os")
 	require.NoError(t, err)
-	changed, err := src.ChangedExtents(ctx, e.mustPoints("db")[0].ID)
+	changed, err := draas.ChangedExtents(ctx, src, e.mustPoints("db")[0].ID)
 	require.NoError(t, err)
-	sum, ok, err := src.ReadBlock(ctx, make([]byte, blk), changed[0].Offset/blk*blk)
+	sum, ok, err := src.(draas.ChecksumSource).ReadBlock(ctx, make([]byte, blk), changed[0].Offset/blk*blk)
 	require.NoError(t, err)
 	require.True(t, ok)
 	key := ""
@@ -256,10 +266,10 @@ func hexSum(sum [32]byte) string {
 }
 
 func TestBadInput(t *testing.T) {
-	e := newEnv(t, ebs.PathDirect)
-	_, err := replicate.New(draas.Plan{}, replicate.BackupsOf(e.store), e.copies, replicate.Options{})
+	e := newMemEnv(t)
+	_, err := replicate.New(draas.Plan{}, e.store, e.copies, replicate.Options{})
 	require.ErrorIs(t, err, draas.ErrInvalid)
-	_, err = replicate.New(draas.Plan{Name: "p", VMs: []draas.VM{{Name: "a"}, {Name: "a"}}}, replicate.BackupsOf(e.store), e.copies, replicate.Options{})
+	_, err = replicate.New(draas.Plan{Name: "p", VMs: []draas.VM{{Name: "a"}, {Name: "a"}}}, e.store, e.copies, replicate.Options{})
 	require.ErrorIs(t, err, draas.ErrInvalid)
 	assert.Contains(t, err.Error(), "twice")
 
@@ -270,4 +280,134 @@ func TestBadInput(t *testing.T) {
 	require.ErrorIs(t, err, draas.ErrNotFound, "a VM without backups")
 	assert.Contains(t, err.Error(), "back it up first")
 	assert.Equal(t, replicate.ActionFailed, res.Action)
+}
+
+// TestNewRejectsMissingAndWorkflowOwnedInput checks the constructor's
+// errors: a nil collaborator, or an Options.Copy field the workflow sets,
+// is an ErrInvalid naming what to do, never a panic later.
+func TestNewRejectsMissingAndWorkflowOwnedInput(t *testing.T) {
+	e := newMemEnv(t)
+	for _, c := range []struct {
+		name    string
+		backups draas.BackupReader
+		copies  draas.CopyStore
+		opts    replicate.Options
+		want    string
+	}{
+		{"nil backups", nil, e.copies, replicate.Options{}, "backups is nil"},
+		{"nil copies", e.store, nil, replicate.Options{}, "copies is nil"},
+		{"Copy.Extents", e.store, e.copies, replicate.Options{Copy: blockcopy.Options{Extents: []draas.Extent{}}}, "Copy.Extents"},
+		{"Copy.Checkpoint", e.store, e.copies, replicate.Options{Copy: blockcopy.Options{Checkpoint: blockcopy.FileCheckpoint(t.TempDir() + "/c")}}, "Options.Checkpoints"},
+		{"Copy.Progress", e.store, e.copies, replicate.Options{Copy: blockcopy.Options{Progress: func(blockcopy.Progress) {}}}, "EventProgress"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r, err := replicate.New(plan("db"), c.backups, c.copies, c.opts)
+			require.ErrorIs(t, err, draas.ErrInvalid)
+			assert.Contains(t, err.Error(), c.want)
+			assert.Nil(t, r)
+		})
+	}
+}
+
+// TestEventsSerializedAndTagged replicates several VMs at once: Events is
+// never called concurrently, and every progress event names its VM and
+// disk.
+func TestEventsSerializedAndTagged(t *testing.T) {
+	ctx := context.Background()
+	e := newMemEnv(t)
+	vms := []string{"a", "b", "c", "d"}
+	for i, vm := range vms {
+		e.backup(vm, map[string]*draastest.Disk{"os": randomDisk(uint64(30+i), 8*mib, 0.5), "data": randomDisk(uint64(40+i), 4*mib, 0.5)})
+	}
+	var inside atomic.Int32
+	overlaps := 0
+	progress := map[string]blockcopy.Progress{} // last progress by vm/disk; the callback needs no lock
+	r := e.replicator(plan(vms...), replicate.Options{
+		VMConcurrency: len(vms),
+		Copy:          blockcopy.Options{ProgressInterval: time.Millisecond, Concurrency: 2},
+		Events: func(ev replicate.Event) {
+			if inside.Add(1) != 1 {
+				overlaps++
+			}
+			defer inside.Add(-1)
+			if ev.Kind == replicate.EventProgress {
+				require.NotNil(t, ev.Progress)
+				assert.NotEmpty(t, ev.SnapshotID, "a progress event names the copy's snapshot")
+				progress[ev.VM+"/"+ev.Disk] = *ev.Progress
+			}
+		},
+	})
+	_, err := r.ReplicateAll(ctx)
+	require.NoError(t, err)
+	assert.Zero(t, overlaps, "Events ran concurrently")
+	for _, vm := range vms {
+		for _, disk := range []string{"os", "data"} {
+			p, ok := progress[vm+"/"+disk]
+			require.True(t, ok, "progress of %s/%s", vm, disk)
+			assert.True(t, p.Done, "the last progress event of %s/%s is Done", vm, disk)
+		}
+	}
+}
+
+// TestZeroReplicator checks that a Replicator not made by New fails with
+// ErrInvalid instead of panicking.
+func TestZeroReplicator(t *testing.T) {
+	ctx := context.Background()
+	for _, r := range []*replicate.Replicator{nil, {}} {
+		_, err := r.ReplicateVM(ctx, "db")
+		require.ErrorIs(t, err, draas.ErrInvalid)
+		_, err = r.ReplicateAll(ctx)
+		require.ErrorIs(t, err, draas.ErrInvalid)
+		_, err = r.Status(ctx)
+		require.ErrorIs(t, err, draas.ErrInvalid)
+		_, err = replicate.NewScheduler(r, replicate.ScheduleOptions{})
+		require.ErrorIs(t, err, draas.ErrInvalid)
+		assert.Empty(t, r.Plan().Name)
+	}
+}
+
+// TestBrokenPointRecordIsSkipped: a recovery point whose point.json is
+// damaged is skipped with an error naming the VM, the point and its key,
+// and the newest readable point is still replicated.
+func TestBrokenPointRecordIsSkipped(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, ebs.PathDirect)
+	a := randomDisk(8, 8*mib, 0.5)
+	e.backup("db", map[string]*draastest.Disk{"os": a})
+	r := e.replicator(plan("db"), replicate.Options{})
+	_, err := r.ReplicateAll(ctx)
+	require.NoError(t, err)
+
+	change(a, 1, 0.25)
+	readable := e.backup("db", map[string]*draastest.Disk{"os": a})
+	change(a, 2, 0.25)
+	broken := e.backup("db", map[string]*draastest.Disk{"os": a})
+	s3c := e.srv.S3()
+	list, err := s3c.ListObjectsV2(ctx, &awss3.ListObjectsV2Input{Bucket: aws.String("backups"), Prefix: aws.String("store/")})
+	require.NoError(t, err)
+	key := ""
+	for _, o := range list.Contents {
+		if k := aws.ToString(o.Key); strings.Contains(k, broken) && strings.HasSuffix(k, "/point.json") {
+			key = k
+		}
+	}
+	require.NotEmpty(t, key)
+	_, err = s3c.PutObject(ctx, &awss3.PutObjectInput{Bucket: aws.String("backups"), Key: aws.String(key), Body: strings.NewReader(`{"format": 1, "vm": "db"`)})
+	require.NoError(t, err)
+
+	results, err := r.ReplicateAll(ctx)
+	require.ErrorIs(t, err, replicate.ErrPointSkipped)
+	require.ErrorIs(t, err, draas.ErrChecksumMismatch)
+	for _, want := range []string{"db", broken, key} {
+		assert.Contains(t, err.Error(), want)
+	}
+	require.Len(t, results, 1)
+	assert.Equal(t, replicate.ActionIncremental, results[0].Action, "the older, readable point is replicated")
+	assert.Equal(t, readable, results[0].RecoveryPoint)
+	assert.NotEmpty(t, results[0].Error)
+	snaps := e.snapshotsOf("db")
+	require.Len(t, snaps, 1)
+	assert.Equal(t, readable, snaps[0].Tags[draas.TagRecoveryPoint])
+	assert.Equal(t, "true", snaps[0].Tags[draas.TagComplete])
+
 }

@@ -54,6 +54,9 @@ type Scheduler struct {
 // NewScheduler returns a scheduler for r's plan. The plan's
 // ReplicationInterval must be positive.
 func NewScheduler(r *Replicator, opts ScheduleOptions) (*Scheduler, error) {
+	if err := r.check(); err != nil {
+		return nil, err
+	}
 	if r.plan.ReplicationInterval <= 0 {
 		return nil, draas.Invalidf("replicate: plan %s has no replication interval: set ReplicationInterval (e.g. 15m)", r.plan.Name)
 	}
@@ -176,12 +179,45 @@ type VMStatus struct {
 	// Copies counts the VM's complete DR copy sets.
 	Copies int `json:"copies"`
 	// Pending counts copies that are not part of a complete set (being
-	// written, or left by a failed run until the next cleans them up).
+	// written, or left by a failed or interrupted run until the next
+	// resumes or deletes them).
 	Pending int `json:"pending"`
+	// PendingPoint is the recovery point of the newest set that is not
+	// complete, when it is newer than the complete copy: a copy in
+	// progress, or one a run left unfinished. Empty otherwise.
+	PendingPoint string `json:"pendingPoint,omitempty"`
+	// Failed counts the copies newer than the complete copy whose snapshot
+	// failed (draas.CopyError): they can never complete, and the next run
+	// deletes them.
+	Failed int `json:"failed"`
+}
+
+// Condition says in words what a VM's status means: "OK", "OVER RPO" or
+// "NO DR COPY", followed by ", COPY FAILED" when a copy failed or ", COPY
+// PENDING" when a newer copy is not complete (being written, or left by a
+// run that failed or was interrupted).
+func (s VMStatus) Condition() string {
+	out := "OK"
+	if !s.OK {
+		out = "OVER RPO"
+		if s.RecoveryPoint == "" {
+			out = "NO DR COPY"
+		}
+	}
+	switch {
+	case s.Failed > 0:
+		out += ", COPY FAILED"
+	case s.PendingPoint != "":
+		out += ", COPY PENDING"
+	}
+	return out
 }
 
 // Status answers "how old is each VM's DR copy", from the copy store alone.
 func (r *Replicator) Status(ctx context.Context) ([]VMStatus, error) {
+	if err := r.check(); err != nil {
+		return nil, err
+	}
 	target := r.plan.RPO
 	if target <= 0 {
 		target = 2 * r.plan.ReplicationInterval
@@ -194,12 +230,19 @@ func (r *Replicator) Status(ctx context.Context) ([]VMStatus, error) {
 			return nil, err
 		}
 		st := VMStatus{VM: vm.Name, Target: target}
-		for _, s := range group(all) {
-			if s.complete() {
+		for _, s := range draas.CopySets(all) {
+			if s.Complete() {
 				st.Copies++
-				st.RecoveryPoint, st.PointTime = s.point, s.time
-			} else {
-				st.Pending += len(s.copies)
+				st.RecoveryPoint, st.PointTime = s.RecoveryPoint, s.PointTime
+				st.PendingPoint, st.Failed = "", 0
+				continue
+			}
+			st.Pending += len(s.Copies)
+			st.PendingPoint = s.RecoveryPoint
+			for _, c := range s.Copies {
+				if c.State == draas.CopyError {
+					st.Failed++
+				}
 			}
 		}
 		if st.RecoveryPoint != "" {

@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/opendraas/draas/aws/ebs"
+	"github.com/opendraas/draas/blockcopy"
 	"github.com/opendraas/draas/draastest"
 	"github.com/opendraas/draas/replicate"
 )
@@ -61,7 +61,7 @@ func (c *fakeClock) Advance(d time.Duration) {
 }
 
 func TestSchedulerRunsEachVMAtItsInterval(t *testing.T) {
-	e := newEnv(t, ebs.PathDirect)
+	e := newMemEnv(t)
 	vms := []string{"db", "app", "web"}
 	disks := map[string]*draastest.Disk{}
 	for i, vm := range vms {
@@ -150,7 +150,7 @@ func TestSchedulerRunsEachVMAtItsInterval(t *testing.T) {
 }
 
 func TestStatusReportsAge(t *testing.T) {
-	e := newEnv(t, ebs.PathDirect)
+	e := newMemEnv(t)
 	e.backup("db", map[string]*draastest.Disk{"os": randomDisk(60, 4*mib, 0.5)})
 	p := plan("db", "web")
 	p.ReplicationInterval = 15 * time.Minute
@@ -169,4 +169,56 @@ func TestStatusReportsAge(t *testing.T) {
 	st, err = r.Status(context.Background())
 	require.NoError(t, err)
 	assert.False(t, st[0].OK, "35 minutes exceed the 30-minute RPO")
+}
+
+// TestStatusSaysACopyIsPending: a replication that failed half-way leaves
+// a pending copy (kept for the next run to resume): the VM is still
+// within its RPO on its previous copy, and its status says a newer copy
+// is not complete.
+func TestStatusSaysACopyIsPending(t *testing.T) {
+	ctx := context.Background()
+	e := newMemEnv(t)
+	d := randomDisk(61, 8*mib, 0.9)
+	e.backup("db", map[string]*draastest.Disk{"os": d})
+	p := plan("db")
+	p.ReplicationInterval = 2 * time.Hour // each backup here is an hour after the last
+	r := e.replicator(p, replicate.Options{})
+	_, err := r.ReplicateVM(ctx, "db")
+	require.NoError(t, err)
+	st, err := r.Status(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, "OK", st[0].Condition())
+
+	change(d, 62, 0.5)
+	newer := e.backup("db", map[string]*draastest.Disk{"os": d})
+	dir := t.TempDir()
+	ckpts := func(vm, disk string) blockcopy.CheckpointStore {
+		return blockcopy.FileCheckpoint(dir + "/" + vm + "-" + disk + ".ckpt")
+	}
+	k := &killer{CopyStore: e.copies, at: "blocks", after: 3}
+	killed, err := replicate.New(p, e.store, k, replicate.Options{Checkpoints: ckpts, Copy: blockcopy.Options{Concurrency: 1}})
+	require.NoError(t, err)
+	_, err = killed.ReplicateVM(ctx, "db")
+	require.ErrorIs(t, err, errKilled)
+
+	st, err = r.Status(ctx)
+	require.NoError(t, err)
+	require.Len(t, st, 1)
+	assert.True(t, st[0].OK, "the previous copy is within the RPO")
+	assert.Equal(t, 1, st[0].Pending)
+	assert.Equal(t, newer, st[0].PendingPoint)
+	assert.Equal(t, "OK, COPY PENDING", st[0].Condition())
+
+	// The next run resumes it; nothing is pending any more.
+	r = e.replicator(p, replicate.Options{Checkpoints: ckpts})
+	_, err = r.ReplicateVM(ctx, "db")
+	require.NoError(t, err)
+	st, err = r.Status(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, "OK", st[0].Condition())
+	assert.Empty(t, st[0].PendingPoint)
+	assert.Equal(t, newer, st[0].RecoveryPoint)
+
+	// A copy whose snapshot failed (state error) is said to have failed.
+	assert.Equal(t, "NO DR COPY, COPY FAILED", replicate.VMStatus{Failed: 1, PendingPoint: "p"}.Condition())
 }

@@ -14,23 +14,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/opendraas/draas/internal/oracle"
 )
 
-// chromium returns the path of a Chromium binary, or skips the test when
-// there is none, unless DRAAS_REQUIRE_ORACLES=1, when it fails.
+// chromium returns the path of a Chromium binary (see oracle.Require).
 func chromium(t *testing.T) string {
 	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	const msg = "chromium is not installed: apt-get install chromium (or bash .ci/browser.sh)"
-	if os.Getenv("DRAAS_REQUIRE_ORACLES") == "1" {
-		t.Fatal(msg + " (DRAAS_REQUIRE_ORACLES=1 makes a missing oracle a failure)")
-	}
-	t.Skip(msg)
-	return ""
+	return oracle.Require(t, "chromium", "apt-get install chromium (or bash .ci/browser.sh)", "chromium-browser")
 }
 
 // runChromium runs headless Chromium with a fresh profile and returns its

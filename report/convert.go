@@ -1,6 +1,8 @@
 package report
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -92,6 +94,12 @@ func FromFailover(rep *failover.Report, targets Targets) Run {
 		if len(v.VolumeIDs) > 0 {
 			vm.Notes = append(vm.Notes, "volumes "+strings.Join(v.VolumeIDs, ", "))
 		}
+		if len(v.RemovedVolumes) > 0 {
+			vm.Notes = append(vm.Notes, "removed unused volumes "+strings.Join(v.RemovedVolumes, ", "))
+		}
+		for _, l := range v.Leftover {
+			vm.Notes = append(vm.Notes, "left behind: "+l)
+		}
 		for _, rec := range v.Records {
 			vm.Notes = append(vm.Notes, fmt.Sprintf("DNS %s %s → %s", rec.Type, rec.Name, strings.Join(rec.Values, ", ")))
 		}
@@ -178,7 +186,12 @@ func FromReplicate(planName string, results []replicate.Result, targets Targets)
 			Name: res.VM, Status: StatusOK, RecoveryPoint: res.RecoveryPoint,
 			BytesMoved: res.BytesSent, BlocksMoved: res.BlocksSent, BlocksSkipped: res.BlocksSkipped,
 		}
-		if res.Action == replicate.ActionFailed || errText != "" {
+		switch {
+		case errors.Is(res.Err, context.Canceled):
+			// Stopped, not failed: the next run resumes the copy.
+			step.Status, step.Error = orchestrate.Cancelled, errText
+			vm.Status, vm.Error = StatusCancelled, "copy: "+errText
+		case res.Action == replicate.ActionFailed || errText != "":
 			step.Status, step.Error = orchestrate.Failed, errText
 			vm.Status, vm.Error = StatusFailed, "copy: "+errText
 		}
@@ -253,16 +266,30 @@ func stepRetries(steps []Step) int {
 	return n
 }
 
-// vmStatus is ok if the VM got there, skipped if none of its steps started
-// or failed, and failed otherwise.
+// vmStatus is ok if the VM got there; failed if one of its steps failed;
+// skipped if none of its steps started; cancelled if the run stopped it on
+// its way (a step of it cancelled); and failed otherwise.
 func vmStatus(steps []Step, ok bool) Status {
 	if ok {
 		return StatusOK
 	}
+	started, cancelled := false, false
 	for _, s := range steps {
-		if !s.Start.IsZero() || s.Status == orchestrate.Failed || s.Status == orchestrate.Resumed {
+		switch {
+		case s.Status == orchestrate.Failed:
 			return StatusFailed
+		case s.Status == orchestrate.Cancelled:
+			cancelled = true
+		}
+		if !s.Start.IsZero() || s.Status == orchestrate.Resumed {
+			started = true
 		}
 	}
-	return StatusSkipped
+	switch {
+	case !started:
+		return StatusSkipped
+	case cancelled:
+		return StatusCancelled
+	}
+	return StatusFailed
 }

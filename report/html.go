@@ -59,7 +59,7 @@ type view struct {
 	Run
 	Duration string
 	Totals   Totals
-	Counts   struct{ OK, Failed, Skipped int }
+	Counts   struct{ OK, Failed, Cancelled, Skipped int }
 	Verdict  Verdict
 	RTO, RPO objective
 	Gantt    gantt
@@ -75,6 +75,7 @@ type objective struct {
 func newView(r Run) view {
 	v := view{Run: r, Duration: formatDuration(r.Duration()), Totals: r.Totals(), Verdict: r.Verdict(), Gantt: newGantt(r)}
 	v.Counts.OK, v.Counts.Failed, v.Counts.Skipped = v.Totals.VMs[StatusOK], v.Totals.VMs[StatusFailed], v.Totals.VMs[StatusSkipped]
+	v.Counts.Cancelled = v.Totals.VMs[StatusCancelled]
 	notOK := len(r.VMs) - v.Counts.OK
 	v.RTO = explain(r.Targets.RTO, r.Achieved.RTO, v.Verdict.RTO, notOK, len(r.VMs))
 	v.RPO = explain(r.Targets.RPO, r.Achieved.RPO, v.Verdict.RPO, notOK, len(r.VMs))

@@ -50,6 +50,10 @@ const (
 	StatusOK Status = "ok"
 	// StatusFailed: some step failed, or the VM did not get there.
 	StatusFailed Status = "failed"
+	// StatusCancelled: the run was stopped (interrupted, or cancelled by
+	// the caller) while the VM was on its way and none of its steps failed;
+	// running it again resumes or redoes it.
+	StatusCancelled Status = "cancelled"
 	// StatusSkipped: nothing was attempted for the VM (no step started),
 	// for example because the run was cancelled first.
 	StatusSkipped Status = "skipped"

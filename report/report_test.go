@@ -431,3 +431,17 @@ func TestWrite(t *testing.T) {
 		t.Error("Write into a missing directory succeeded")
 	}
 }
+
+// TestFromFailoverNotesRemovedAndLeftoverVolumes: the volumes a run
+// removed at its end, and those it could not, are in the VM's notes.
+func TestFromFailoverNotesRemovedAndLeftoverVolumes(t *testing.T) {
+	rep := drillReport()
+	rep.VMs[1].RemovedVolumes = []string{"vol-root1"}
+	rep.VMs[1].Leftover = []string{"volume vol-root2: throttled"}
+	notes := strings.Join(FromFailover(rep, Targets{}).VMs[1].Notes, "\n")
+	for _, want := range []string{"removed unused volumes vol-root1", "left behind: volume vol-root2: throttled"} {
+		if !strings.Contains(notes, want) {
+			t.Errorf("notes lack %q:\n%s", want, notes)
+		}
+	}
+}

@@ -5,6 +5,8 @@ import (
 	"compress/zlib"
 	"encoding/binary"
 	"fmt"
+
+	"github.com/opendraas/draas"
 )
 
 // This file builds small VMDK images in memory for the reader's unit and
@@ -72,7 +74,7 @@ func (im image) build() (p []byte, gdSector int64, grainAt map[int64]int64) {
 	grainAt = map[int64]int64{}
 	for g := range grains {
 		chunk := im.data[g*testGrain : min((g+1)*testGrain, int64(len(im.data)))]
-		if isZero(chunk) {
+		if draas.IsZero(chunk) {
 			continue
 		}
 		sector := int64(len(p) / sectorSize)

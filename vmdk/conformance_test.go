@@ -29,6 +29,9 @@ func TestSourceConformance(t *testing.T) {
 		})
 		t.Run("ours/"+f.String(), func(t *testing.T) {
 			draastest.TestBlockSource(t, func(t *testing.T, content []byte) draas.BlockSource {
+				if len(content) == 0 {
+					t.Skip("vmdk.Create refuses an empty disk (TestSinkEmptyDisk)")
+				}
 				out := filepath.Join(t.TempDir(), "disk.vmdk")
 				writeVMDK(t, out, content, vmdk.CreateOptions{Format: f})
 				return openT(t, out)

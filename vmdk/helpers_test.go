@@ -13,22 +13,15 @@ import (
 	"testing"
 
 	"github.com/opendraas/draas"
+	"github.com/opendraas/draas/internal/oracle"
 	"github.com/opendraas/draas/vmdk"
 )
 
-// qemuImg returns the path of qemu-img, the oracle for VMDK files. Without
-// it the test is skipped, or fails when DRAAS_REQUIRE_ORACLES=1 (as in CI).
+// qemuImg returns the path of qemu-img, the oracle for VMDK files (see
+// oracle.Require).
 func qemuImg(t testing.TB) string {
 	t.Helper()
-	p, err := exec.LookPath("qemu-img")
-	if err == nil {
-		return p
-	}
-	if os.Getenv("DRAAS_REQUIRE_ORACLES") == "1" {
-		t.Fatal("qemu-img not found and DRAAS_REQUIRE_ORACLES=1: install qemu-utils (apt-get install -y qemu-utils)")
-	}
-	t.Skip("qemu-img not found: install qemu-utils (apt-get install -y qemu-utils) to run the VMDK oracle tests")
-	return ""
+	return oracle.Require(t, "qemu-img", "install qemu-utils (apt-get install -y qemu-utils) to run the VMDK oracle tests")
 }
 
 // run runs qemu-img with args and returns its combined output, failing the
@@ -113,7 +106,7 @@ func writeVMDK(t testing.TB, path string, p []byte, opts vmdk.CreateOptions) {
 	const bs = vmdk.SinkBlockSize
 	for off := (len(p) - 1) / bs * bs; off >= 0; off -= bs {
 		d := p[off:min(off+bs, len(p))]
-		if isZero(d) {
+		if draas.IsZero(d) {
 			continue
 		}
 		b := draas.Block{Index: int64(off / bs), Offset: int64(off), Data: d, Checksum: sha256.Sum256(d)}
@@ -125,15 +118,6 @@ func writeVMDK(t testing.TB, path string, p []byte, opts vmdk.CreateOptions) {
 	if err := s.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func isZero(p []byte) bool {
-	for _, b := range p {
-		if b != 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // openT opens path with vmdk.Open and closes it when the test ends.

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/opendraas/draas"
 	"github.com/opendraas/draas/blockcopy"
 	"github.com/opendraas/draas/draastest"
 	"github.com/opendraas/draas/vmdk"
@@ -60,7 +62,7 @@ func TestOpenQemuImages(t *testing.T) {
 				if i := firstDiff(got[:size], raw); i >= 0 {
 					t.Fatalf("byte %d is %#x, want %#x", i, got[i], raw[i])
 				}
-				if !isZero(got[size:]) {
+				if !draas.IsZero(got[size:]) {
 					t.Fatal("bytes past the raw size are not zero")
 				}
 				checkExtentsCover(t, src, raw)
@@ -189,7 +191,7 @@ func TestCopyThroughVMDK(t *testing.T) {
 				if i := firstDiff(got[:len(raw)], raw); i >= 0 {
 					t.Fatalf("byte %d differs after raw → %s → raw", i, f)
 				}
-				if !isZero(got[len(raw):]) {
+				if !draas.IsZero(got[len(raw):]) {
 					t.Fatal("bytes past the raw size are not zero")
 				}
 			})
@@ -208,5 +210,32 @@ func TestReadBackIndependent(t *testing.T) {
 	got, err := readBack(t, path, int64(len(raw)))
 	if err != nil || !bytes.Equal(got, raw) {
 		t.Fatalf("readBack: %v, equal %t", err, bytes.Equal(got, raw))
+	}
+}
+
+// TestQemuRejectsEmptyVMDK is why vmdk.Create refuses a 0-byte disk:
+// qemu-img cannot open a VMDK of 0 sectors even when it made the file
+// itself. Our reader is lenient and opens the sparse ones as empty disks
+// (a monolithicFlat one has no extent line at all, which it refuses).
+func TestQemuRejectsEmptyVMDK(t *testing.T) {
+	qemu := qemuImg(t)
+	for _, f := range subformats {
+		path := filepath.Join(t.TempDir(), "e.vmdk")
+		run(t, "create", "-f", "vmdk", "-o", "subformat="+f.String(), path, "0")
+		if out, err := exec.Command(qemu, "info", path).CombinedOutput(); err == nil {
+			t.Errorf("%s: qemu-img info of a 0-byte VMDK succeeds, so vmdk.Create could write one:\n%s", f, out)
+		}
+		if f == vmdk.MonolithicFlat {
+			continue
+		}
+		s, err := vmdk.Open(path)
+		if err != nil {
+			t.Errorf("%s: Open of qemu-img's 0-byte VMDK: %v", f, err)
+			continue
+		}
+		if s.Size() != 0 {
+			t.Errorf("%s: Size() = %d, want 0", f, s.Size())
+		}
+		s.Close()
 	}
 }

@@ -73,7 +73,7 @@ func grainExtents(data []byte) []draas.Extent {
 	var out []draas.Extent
 	for off := 0; off < len(data); off += testGrain {
 		end := min(off+testGrain, len(data))
-		if isZero(data[off:end]) {
+		if draas.IsZero(data[off:end]) {
 			continue
 		}
 		if n := len(out); n > 0 && out[n-1].End() == int64(off) {

@@ -1,7 +1,6 @@
 package vmdk
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -13,7 +12,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 
 	"github.com/opendraas/draas"
 )
@@ -134,19 +132,13 @@ type Sink struct {
 	size     int64 // requested
 	capacity int64 // rounded up to sectors
 	format   Format
-	state    atomic.Int32
-	w        formatWriter
+	// life holds off Commit and Abort while WriteBlock runs; a failed
+	// Commit leaves only Abort.
+	life draas.SinkLifecycle
+	w    formatWriter
 }
 
 var _ draas.VerifiableSink = (*Sink)(nil)
-
-const (
-	stateOpen int32 = iota
-	stateCommitting
-	stateCommitted
-	stateFailed // Commit failed; Abort cleans up
-	stateAborted
-)
 
 // formatWriter is what each format does with validated blocks.
 type formatWriter interface {
@@ -162,7 +154,8 @@ type formatWriter interface {
 // Create starts writing a VMDK of size bytes at path (for MonolithicFlat,
 // the descriptor's path; the extent file is NAME-flat.vmdk beside it). The
 // directory must exist. size is rounded up to whole sectors. Create fails
-// with draas.ErrInvalid for a negative size or bad options, and with
+// with draas.ErrInvalid for a size that is negative or 0 (no reader accepts
+// a VMDK of 0 sectors) or bad options, and with
 // draas.ErrConflict when the path exists and opts.Overwrite is false. The
 // caller must Commit or Abort the sink.
 func Create(path string, size int64, opts CreateOptions) (*Sink, error) {
@@ -198,6 +191,11 @@ func Create(path string, size int64, opts CreateOptions) (*Sink, error) {
 func (o *CreateOptions) validate(size int64) error {
 	if size < 0 {
 		return fmt.Errorf("size %d is negative", size)
+	}
+	if size == 0 {
+		// An extent of 0 sectors is no extent: qemu-img (even on a VMDK it
+		// creates itself with size 0) and VMware refuse such a file.
+		return errors.New("a disk of 0 bytes cannot be a VMDK (readers such as qemu-img and VMware refuse an extent of 0 sectors); copy it to a raw file instead")
 	}
 	if size > maxCapacitySectors*sectorSize {
 		return fmt.Errorf("size %d is more than the supported %d bytes", size, int64(maxCapacitySectors*sectorSize))
@@ -278,14 +276,15 @@ func (s *Sink) Size() int64 { return s.capacity }
 // After Commit or Abort it fails with draas.ErrClosed. The sink does not
 // retain b.Data.
 func (s *Sink) WriteBlock(ctx context.Context, b draas.Block) error {
-	if st := s.state.Load(); st != stateOpen {
-		return fmt.Errorf("vmdk: %s: WriteBlock after %s: %w", s.path, stateName(st), draas.ErrClosed)
+	if err := s.life.BeginWrite(); err != nil {
+		return fmt.Errorf("vmdk: %s: WriteBlock: %w", s.path, err)
 	}
+	defer s.life.EndWrite()
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := s.checkBlock(b); err != nil {
-		return err
+	if err := draas.CheckBlockRounded(b, SinkBlockSize, s.size, s.capacity); err != nil {
+		return fmt.Errorf("vmdk: %s: %w", s.path, err)
 	}
 	sum := b.Checksum
 	if sum == ([32]byte{}) {
@@ -297,61 +296,35 @@ func (s *Sink) WriteBlock(ctx context.Context, b draas.Block) error {
 	return nil
 }
 
-func (s *Sink) checkBlock(b draas.Block) error {
-	const bs = SinkBlockSize
-	end := b.Offset + int64(len(b.Data))
-	switch {
-	case b.Offset < 0 || b.Offset%bs != 0:
-		return draas.Invalidf("vmdk: %s: block at offset %d is not aligned to the block size %d", s.path, b.Offset, bs)
-	case b.Index != b.Offset/bs:
-		return draas.Invalidf("vmdk: %s: block index %d does not match offset %d (block size %d)", s.path, b.Index, b.Offset, bs)
-	case b.Offset >= s.capacity:
-		return draas.Invalidf("vmdk: %s: block %d at offset %d is past the end of the %d-byte disk", s.path, b.Index, b.Offset, s.capacity)
-	case end > min(b.Offset+bs, s.capacity):
-		return draas.Invalidf("vmdk: %s: block %d has %d bytes, more than the %d it may hold", s.path, b.Index, len(b.Data), min(bs, s.capacity-b.Offset))
-	case end < min(b.Offset+bs, s.size) || len(b.Data) == 0:
-		return draas.Invalidf("vmdk: %s: block %d has %d bytes, want %d: only the last block may be short", s.path, b.Index, len(b.Data), min(bs, s.capacity-b.Offset))
-	}
-	return nil
-}
-
 // Commit writes the metadata, fsyncs the files and renames them into place.
 // It fails with draas.ErrClosed after Commit or Abort; after a failed
 // Commit the sink can only be aborted.
 func (s *Sink) Commit(ctx context.Context) error {
-	if !s.state.CompareAndSwap(stateOpen, stateCommitting) {
-		return fmt.Errorf("vmdk: %s: Commit after %s: %w", s.path, stateName(s.state.Load()), draas.ErrClosed)
+	if err := s.life.BeginCommit(); err != nil {
+		return fmt.Errorf("vmdk: %s: Commit: %w", s.path, err)
 	}
 	if err := ctx.Err(); err != nil {
-		s.state.Store(stateFailed)
-		return err
+		return s.life.EndCommit(err)
 	}
-	if err := s.w.commit(); err != nil {
-		s.state.Store(stateFailed)
+	err := s.w.commit()
+	if err != nil {
 		var kind error
 		if errors.Is(err, fs.ErrExist) {
 			kind = draas.ErrConflict
 		}
-		return &draas.OpError{Op: "vmdk.Commit", Resource: s.path, Kind: kind, Err: err}
+		err = &draas.OpError{Op: "vmdk.Commit", Resource: s.path, Kind: kind, Err: err}
 	}
-	s.state.Store(stateCommitted)
-	return nil
+	return s.life.EndCommit(err)
 }
 
 // Abort removes the temporary files. It is a no-op after a successful
 // Commit, and may be called more than once.
 func (s *Sink) Abort(ctx context.Context) error {
-	for {
-		st := s.state.Load()
-		switch st {
-		case stateCommitted, stateAborted:
-			return nil
-		case stateCommitting:
-			return fmt.Errorf("vmdk: %s: Abort during Commit", s.path)
+	if cleanup, err := s.life.BeginAbort(); !cleanup {
+		if errors.Is(err, draas.ErrConflict) {
+			return fmt.Errorf("vmdk: %s: Abort: %w", s.path, err)
 		}
-		if s.state.CompareAndSwap(st, stateAborted) {
-			break
-		}
+		return nil // committed or aborted before
 	}
 	if err := s.w.abort(); err != nil {
 		return &draas.OpError{Op: "vmdk.Abort", Resource: s.path, Err: err}
@@ -362,28 +335,10 @@ func (s *Sink) Abort(ctx context.Context) error {
 // Committed opens the committed VMDK with [Open]. It fails unless Commit
 // succeeded. The caller should Close the returned *Source when done.
 func (s *Sink) Committed(ctx context.Context) (draas.BlockSource, error) {
-	if st := s.state.Load(); st != stateCommitted {
-		return nil, fmt.Errorf("vmdk: %s: Committed while %s: %w", s.path, stateName(st), draas.ErrNotFound)
+	if st := s.life.Phase(); st != draas.SinkCommitted {
+		return nil, fmt.Errorf("vmdk: %s: Committed while %s: %w", s.path, st, draas.ErrNotFound)
 	}
 	return Open(s.path)
-}
-
-func stateName(st int32) string {
-	return [...]string{"open", "committing", "committed", "failed Commit", "Abort"}[st]
-}
-
-// zeroGrain is a grain of zeros to compare with.
-var zeroGrain = make([]byte, grainSectors*sectorSize)
-
-func isZero(p []byte) bool {
-	for len(p) > 0 {
-		n := min(len(p), len(zeroGrain))
-		if !bytes.Equal(p[:n], zeroGrain[:n]) {
-			return false
-		}
-		p = p[n:]
-	}
-	return true
 }
 
 // tempFile creates (or truncates) the temporary file for target.

@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+
+	"github.com/opendraas/draas"
 )
 
 // flatWriter writes a monolithicFlat disk: blocks go in place into a sparse
@@ -46,7 +48,7 @@ func (w *flatWriter) writeBlock(idx, off int64, data []byte, sum [32]byte) error
 	before := w.written[idx]
 	w.written[idx] = true
 	w.mu.Unlock()
-	if !before && isZero(data) {
+	if !before && draas.IsZero(data) {
 		return nil
 	}
 	_, err := w.f.WriteAt(data, off)

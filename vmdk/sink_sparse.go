@@ -3,6 +3,8 @@ package vmdk
 import (
 	"fmt"
 	"os"
+
+	"github.com/opendraas/draas"
 )
 
 // sparseWriter writes a monolithicSparse extent, laid out as qemu-img and
@@ -107,7 +109,7 @@ func (w *sparseWriter) writeBlock(idx, off int64, data []byte, sum [32]byte) err
 	stored := make([]bool, n)
 	var count int64
 	for i := range n {
-		if !isZero(data[i*grain : min((i+1)*grain, len(data))]) {
+		if !draas.IsZero(data[i*grain : min((i+1)*grain, len(data))]) {
 			stored[i] = true
 			count++
 		}

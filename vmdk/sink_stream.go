@@ -7,6 +7,8 @@ import (
 	"sync"
 
 	"github.com/klauspost/compress/zlib"
+
+	"github.com/opendraas/draas"
 )
 
 // streamWriter writes a streamOptimized extent:
@@ -112,7 +114,7 @@ func (w *streamWriter) writeBlock(idx, off int64, data []byte, sum [32]byte) err
 	var last []byte  // the disk's last grain, padded to a whole grain
 	for i := 0; i < len(data); i += grain {
 		g := data[i:min(i+grain, len(data))]
-		if isZero(g) {
+		if draas.IsZero(g) {
 			starts = append(starts, -1)
 			continue
 		}

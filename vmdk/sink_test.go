@@ -5,9 +5,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/opendraas/draas"
@@ -176,7 +178,7 @@ func TestSinkSectorRounding(t *testing.T) {
 				t.Fatal(err)
 			}
 			got := readAll(t, openT(t, path))
-			if !bytes.Equal(got[:size], data) || !isZero(got[size:]) {
+			if !bytes.Equal(got[:size], data) || !draas.IsZero(got[size:]) {
 				t.Errorf("%s, last block ending at %d: content differs", f, end)
 			}
 		}
@@ -247,14 +249,22 @@ func TestSinkMetadata(t *testing.T) {
 	}
 }
 
-// TestSinkEmptyDisk writes a disk of size 0.
+// TestSinkEmptyDisk checks that a disk of size 0 is refused with
+// draas.ErrInvalid in every subformat, leaving no file behind: no reader
+// accepts a VMDK of 0 sectors (see TestQemuRejectsEmptyVMDK).
 func TestSinkEmptyDisk(t *testing.T) {
 	for _, f := range subformats {
-		path := filepath.Join(t.TempDir(), "e.vmdk")
-		writeVMDK(t, path, nil, vmdk.CreateOptions{Format: f})
-		s := openT(t, path)
-		if s.Size() != 0 {
-			t.Errorf("%s: Size() = %d", f, s.Size())
+		dir := t.TempDir()
+		path := filepath.Join(dir, "e.vmdk")
+		s, err := vmdk.Create(path, 0, vmdk.CreateOptions{Format: f})
+		if !errors.Is(err, draas.ErrInvalid) || !strings.Contains(fmt.Sprint(err), "0 bytes") {
+			if s != nil {
+				s.Abort(context.Background())
+			}
+			t.Errorf("%s: Create of a 0-byte disk: %v, want draas.ErrInvalid saying why", f, err)
+		}
+		if left, _ := os.ReadDir(dir); len(left) != 0 {
+			t.Errorf("%s: a refused Create left %v", f, left)
 		}
 	}
 }

@@ -57,7 +57,7 @@ func writeDisk(t *testing.T, h *vsphere.Hypervisor, vm string, disk int, content
 	bs := sink.BlockSize()
 	for off := 0; off < len(content); off += bs {
 		data := content[off:min(off+bs, len(content))]
-		if isZero(data) {
+		if draas.IsZero(data) {
 			continue
 		}
 		b := draas.Block{Index: int64(off / bs), Offset: int64(off), Data: data, Checksum: sha256.Sum256(data)}
@@ -177,7 +177,7 @@ func TestBlockSource(t *testing.T) {
 // hasZeroGrain reports whether p holds an all-zero, aligned 64 KiB grain.
 func hasZeroGrain(p []byte) bool {
 	for off := 0; off+64<<10 <= len(p); off += 64 << 10 {
-		if isZero(p[off : off+64<<10]) {
+		if draas.IsZero(p[off : off+64<<10]) {
 			return true
 		}
 	}

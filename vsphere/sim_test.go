@@ -478,10 +478,5 @@ func (c *cbtSim) Queries() int {
 	return c.queries
 }
 
-// isZero reports whether p is all zeros.
-func isZero(p []byte) bool {
-	return len(bytes.TrimLeft(p, "\x00")) == 0
-}
-
 // contains reports whether s holds sub, for password checks.
 func contains(s, sub string) bool { return strings.Contains(s, sub) }

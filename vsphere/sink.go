@@ -1,14 +1,12 @@
 package vsphere
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"sync"
 
 	"github.com/vmware/govmomi/vim25/soap"
 
@@ -37,9 +35,10 @@ type Sink struct {
 	h    *Hypervisor
 	file *diskFile
 
-	mu    sync.RWMutex // write-locked by Commit and Abort
-	state sinkState
-	tmp   *os.File
+	// life holds off Commit and Abort while WriteBlock runs; a failed
+	// Commit leaves only Abort.
+	life draas.SinkLifecycle
+	tmp  *os.File
 	// hasData is set when the disk held data when the sink was opened.
 	hasData bool
 }
@@ -54,13 +53,12 @@ func (s *Sink) NeedsZeroWrites() bool { return s.hasData }
 // keeping it sparse where the disk reads as zeros.
 func (s *Sink) prefill(ctx context.Context, src *Source) error {
 	buf := make([]byte, 4<<20)
-	zero := make([]byte, len(buf))
 	for off := int64(0); off < s.file.size; off += int64(len(buf)) {
 		p := buf[:min(int64(len(buf)), s.file.size-off)]
 		if _, err := src.ReadAt(ctx, p, off); err != nil && !errors.Is(err, io.EOF) {
 			return fmt.Errorf("vsphere: read the current content of %s to write it in place: %w", s.file, err)
 		}
-		if bytes.Equal(p, zero[:len(p)]) {
+		if draas.IsZero(p) {
 			continue
 		}
 		s.hasData = true
@@ -70,15 +68,6 @@ func (s *Sink) prefill(ctx context.Context, src *Source) error {
 	}
 	return nil
 }
-
-type sinkState int
-
-const (
-	sinkOpen sinkState = iota
-	sinkCommitted
-	sinkFailed // Commit failed
-	sinkAborted
-)
 
 var _ draas.VerifiableSink = (*Sink)(nil)
 
@@ -98,46 +87,18 @@ func (s *Sink) Path() string { return s.file.flat }
 // idempotent; after Commit or Abort it fails with draas.ErrClosed.
 func (s *Sink) WriteBlock(ctx context.Context, b draas.Block) error {
 	const op = "vsphere: write"
-	if err := s.checkBlock(b); err != nil {
-		return err
+	if err := draas.CheckBlock(b, SinkBlockSize, s.file.size); err != nil {
+		return fmt.Errorf("vsphere: write %s: %w", s.file, err)
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.state != sinkOpen {
-		return opErrorKind(op, fmt.Sprintf("block %d of %s", b.Index, s.file), draas.ErrClosed, fmt.Errorf("the sink was %s", s.state))
+	if err := s.life.BeginWrite(); err != nil {
+		return opError(op, fmt.Sprintf("block %d of %s", b.Index, s.file), err)
 	}
+	defer s.life.EndWrite()
 	if _, err := s.tmp.WriteAt(b.Data, b.Offset); err != nil {
 		return opError(op, fmt.Sprintf("block %d of %s to %s", b.Index, s.file, s.tmp.Name()), err)
-	}
-	return nil
-}
-
-func (s sinkState) String() string {
-	switch s {
-	case sinkOpen:
-		return "open"
-	case sinkCommitted:
-		return "committed"
-	case sinkFailed:
-		return "committed unsuccessfully"
-	}
-	return "aborted"
-}
-
-func (s *Sink) checkBlock(b draas.Block) error {
-	const bs = SinkBlockSize
-	size := s.file.size
-	switch {
-	case b.Offset < 0 || b.Offset%bs != 0 || b.Index != b.Offset/bs:
-		return draas.Invalidf("vsphere: write %s: block %d at offset %d is not aligned to the sink's %d-byte blocks", s.file, b.Index, b.Offset, bs)
-	case b.Offset >= size:
-		return draas.Invalidf("vsphere: write %s: block %d at offset %d is past the disk's end at %d bytes", s.file, b.Index, b.Offset, size)
-	case int64(len(b.Data)) != min(bs, size-b.Offset):
-		return draas.Invalidf("vsphere: write %s: block %d holds %d bytes, want %d (a whole block, shorter only at the disk's end)",
-			s.file, b.Index, len(b.Data), min(bs, size-b.Offset))
 	}
 	return nil
 }
@@ -147,12 +108,18 @@ func (s *Sink) checkBlock(b draas.Block) error {
 // powered off. After Commit, WriteBlock fails with draas.ErrClosed.
 func (s *Sink) Commit(ctx context.Context) error {
 	const op = "vsphere: commit"
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.state != sinkOpen {
-		return opErrorKind(op, s.file.String(), draas.ErrClosed, fmt.Errorf("the sink was %s", s.state))
+	if err := s.life.BeginCommit(); err != nil {
+		return opError(op, s.file.String(), err)
 	}
-	s.state = sinkFailed
+	if err := s.life.EndCommit(s.upload(ctx, op)); err != nil {
+		return err
+	}
+	return s.removeTemp()
+}
+
+// upload checks that the VM is still powered off, uploads the temporary file
+// in place of the disk's flat extent and resets change tracking.
+func (s *Sink) upload(ctx context.Context, op string) error {
 	// Check again that nothing runs the VM: uploading under a running VM
 	// fails on ESXi (the file is locked) and would corrupt it elsewhere.
 	v, err := s.h.lookup(ctx, op, s.file.vm)
@@ -173,20 +140,18 @@ func (s *Sink) Commit(ctx context.Context) error {
 	if err := s.h.resetChangeTracking(ctx, op, v); err != nil {
 		return fmt.Errorf("vsphere: %s was written, but resetting its change tracking failed; turn CBT off and on before the next incremental backup: %w", s.file, err)
 	}
-	s.state = sinkCommitted
-	return s.removeTemp()
+	return nil
 }
 
 // Abort removes the temporary file; the disk is unchanged unless a failed
 // Commit wrote part of it. Abort after a successful Commit changes nothing.
 func (s *Sink) Abort(ctx context.Context) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	switch s.state {
-	case sinkCommitted, sinkAborted:
-		return nil
+	if cleanup, err := s.life.BeginAbort(); !cleanup {
+		if errors.Is(err, draas.ErrClosed) {
+			return nil // committed: Abort changes nothing
+		}
+		return opError("vsphere: abort", s.file.String(), err)
 	}
-	s.state = sinkAborted
 	return s.removeTemp()
 }
 
@@ -206,10 +171,8 @@ func (s *Sink) removeTemp() error {
 // Committed returns a source reading the committed disk back from the
 // datastore.
 func (s *Sink) Committed(ctx context.Context) (draas.BlockSource, error) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.state != sinkCommitted {
-		return nil, opErrorKind("vsphere: read back", s.file.String(), draas.ErrInvalid, fmt.Errorf("the sink is %s, not committed", s.state))
+	if st := s.life.Phase(); st != draas.SinkCommitted {
+		return nil, opErrorKind("vsphere: read back", s.file.String(), draas.ErrInvalid, fmt.Errorf("the sink is %s, not committed", st))
 	}
 	return &Source{h: s.h, file: s.file}, nil
 }

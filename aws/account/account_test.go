@@ -32,6 +32,7 @@ import (
 
 func sim(t *testing.T, opts awssim.Options) *awssim.Server {
 	t.Helper()
+	opts.Buckets = append(opts.Buckets, "backups")
 	srv, err := awssim.New(opts)
 	require.NoError(t, err)
 	t.Cleanup(srv.Close)

@@ -18,7 +18,7 @@ import (
 // Backup.Endpoint empty.
 func Example() {
 	ctx := context.Background()
-	srv, err := awssim.New(awssim.Options{})
+	srv, err := awssim.New(awssim.Options{Buckets: []string{"draas-backups"}})
 	if err != nil {
 		log.Fatal(err)
 	}

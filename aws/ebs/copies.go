@@ -152,7 +152,7 @@ func (c *Copies) Copies(ctx context.Context, plan, vm string) ([]draas.DRCopy, e
 				cp.SnapshotID = aws.ToString(s.SnapshotId)
 				cp.Size = int64(aws.ToInt32(s.VolumeSize)) << 30
 				cp.Created = aws.ToTime(s.StartTime)
-				cp.State = string(s.State)
+				cp.State = draas.CopyState(s.State)
 			}))
 		}
 	}
@@ -168,7 +168,7 @@ func (c *Copies) Copies(ctx context.Context, plan, vm string) ([]draas.DRCopy, e
 				cp.VolumeID = aws.ToString(v.VolumeId)
 				cp.Size = int64(aws.ToInt32(v.Size)) << 30
 				cp.Created = aws.ToTime(v.CreateTime)
-				cp.State = "writing"
+				cp.State = draas.CopyWriting
 				cp.Complete = false
 			}))
 		}

@@ -16,6 +16,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -125,8 +126,10 @@ type Sink struct {
 	opts  SinkOptions
 	limit Limits
 
+	// life holds off Commit and Abort while WriteBlock runs; a failed
+	// Commit leaves only Abort.
+	life    draas.SinkLifecycle
 	mu      sync.Mutex
-	closed  bool
 	written map[int32][32]byte // index -> checksum of the 512 KiB sent
 }
 
@@ -253,18 +256,14 @@ func (s *Sink) NeedsZeroWrites() bool { return s.opts.ParentSnapshotID != "" }
 // WriteBlock sends one block with PutSnapshotBlock. A short last block is
 // padded with zeros to 512 KiB.
 func (s *Sink) WriteBlock(ctx context.Context, b draas.Block) error {
-	s.mu.Lock()
-	closed := s.closed
-	s.mu.Unlock()
-	if closed {
-		return draas.ErrClosed
+	if err := s.life.BeginWrite(); err != nil {
+		return fmt.Errorf("ebs: write snapshot %s block %d: %w", s.id, b.Index, err)
 	}
+	defer s.life.EndWrite()
 	// The snapshot holds whole GiB: blocks up to that size are accepted, and
-	// a short block only where the disk or the snapshot ends.
-	end := b.Offset + int64(len(b.Data))
-	if b.Offset%BlockSize != 0 || b.Offset < 0 || len(b.Data) > BlockSize || len(b.Data) == 0 || end > s.rounded() ||
-		(len(b.Data) < BlockSize && end != s.size && end != s.rounded()) {
-		return draas.Invalidf("ebs: block at offset %d of %d bytes does not fit snapshot %s (%d bytes, 512 KiB blocks): write whole aligned blocks", b.Offset, len(b.Data), s.id, s.size)
+	// a short block where the disk ends.
+	if err := draas.CheckBlockRounded(b, BlockSize, s.size, s.rounded()); err != nil {
+		return fmt.Errorf("ebs: write snapshot %s (%d bytes): %w", s.id, s.size, err)
 	}
 	data, sum := b.Data, b.Checksum
 	if len(data) < BlockSize {
@@ -295,12 +294,15 @@ func (s *Sink) WriteBlock(ctx context.Context, b draas.Block) error {
 
 // Commit completes the snapshot.
 func (s *Sink) Commit(ctx context.Context) error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return draas.ErrClosed
+	if err := s.life.BeginCommit(); err != nil {
+		return fmt.Errorf("ebs: complete snapshot %s: %w", s.id, err)
 	}
-	s.closed = true
+	return s.life.EndCommit(s.complete(ctx))
+}
+
+// complete is Commit's work once the sink is closed to writes.
+func (s *Sink) complete(ctx context.Context) error {
+	s.mu.Lock()
 	n := len(s.written)
 	s.mu.Unlock()
 
@@ -330,9 +332,9 @@ func (s *Sink) Checksum() string {
 // Abort stops the sink. The snapshot stays pending and never completes; AWS
 // moves it to the error state at its timeout.
 func (s *Sink) Abort(ctx context.Context) error {
-	s.mu.Lock()
-	s.closed = true
-	s.mu.Unlock()
+	if _, err := s.life.BeginAbort(); errors.Is(err, draas.ErrConflict) {
+		return fmt.Errorf("ebs: abort snapshot %s: %w", s.id, err)
+	}
 	return nil
 }
 

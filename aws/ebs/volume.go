@@ -153,8 +153,10 @@ type VolumeSink struct {
 	volumeID string
 	dev      Device
 
+	// life holds off Commit and Abort while WriteBlock and Flush run; a
+	// failed Commit leaves only Abort.
+	life       draas.SinkLifecycle
 	mu         sync.Mutex
-	closed     bool
 	snapshotID string
 	written    map[int32][32]byte // checksums of the blocks written, for Checksum
 }
@@ -348,15 +350,12 @@ func (s *VolumeSink) NeedsZeroWrites() bool { return s.opts.BaseSnapshotID != ""
 
 // WriteBlock writes b to the device.
 func (s *VolumeSink) WriteBlock(ctx context.Context, b draas.Block) error {
-	s.mu.Lock()
-	closed := s.closed
-	s.mu.Unlock()
-	if closed {
-		return draas.ErrClosed
+	if err := s.life.BeginWrite(); err != nil {
+		return fmt.Errorf("ebs: write volume %s at %d: %w", s.volumeID, b.Offset, err)
 	}
-	if b.Offset%BlockSize != 0 || b.Offset < 0 || b.Offset+int64(len(b.Data)) > s.size || len(b.Data) > BlockSize ||
-		(len(b.Data) < BlockSize && b.Offset+int64(len(b.Data)) != s.size) {
-		return draas.Invalidf("ebs: block at offset %d of %d bytes does not fit volume %s (%d bytes, 512 KiB blocks)", b.Offset, len(b.Data), s.volumeID, s.size)
+	defer s.life.EndWrite()
+	if err := draas.CheckBlock(b, BlockSize, s.size); err != nil {
+		return fmt.Errorf("ebs: write volume %s: %w", s.volumeID, err)
 	}
 	if _, err := s.dev.WriteAt(b.Data, b.Offset); err != nil {
 		return fmt.Errorf("ebs: write volume %s at %d: %w", s.volumeID, b.Offset, err)
@@ -380,6 +379,10 @@ func (s *VolumeSink) Checksum() string {
 
 // Flush makes written blocks durable on the volume.
 func (s *VolumeSink) Flush(ctx context.Context) error {
+	if err := s.life.BeginWrite(); err != nil {
+		return fmt.Errorf("ebs: sync volume %s: %w", s.volumeID, err)
+	}
+	defer s.life.EndWrite()
 	if err := s.dev.Sync(); err != nil {
 		return fmt.Errorf("ebs: sync volume %s: %w", s.volumeID, err)
 	}
@@ -389,13 +392,14 @@ func (s *VolumeSink) Flush(ctx context.Context) error {
 // Commit syncs and detaches the volume, snapshots it, waits for the
 // snapshot to complete and deletes the volume.
 func (s *VolumeSink) Commit(ctx context.Context) error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return draas.ErrClosed
+	if err := s.life.BeginCommit(); err != nil {
+		return fmt.Errorf("ebs: commit volume %s: %w", s.volumeID, err)
 	}
-	s.closed = true
-	s.mu.Unlock()
+	return s.life.EndCommit(s.snapshot(ctx))
+}
+
+// snapshot is Commit's work once the sink is closed to writes.
+func (s *VolumeSink) snapshot(ctx context.Context) error {
 	if err := s.dev.Sync(); err != nil {
 		return fmt.Errorf("ebs: sync volume %s: %w", s.volumeID, err)
 	}
@@ -451,9 +455,12 @@ func (s *VolumeSink) deleteVolume(ctx context.Context) error {
 
 // Abort detaches and deletes the temporary volume. No snapshot is made.
 func (s *VolumeSink) Abort(ctx context.Context) error {
-	s.mu.Lock()
-	s.closed = true
-	s.mu.Unlock()
+	if cleanup, err := s.life.BeginAbort(); !cleanup {
+		if errors.Is(err, draas.ErrConflict) {
+			return fmt.Errorf("ebs: abort volume %s: %w", s.volumeID, err)
+		}
+		return nil // committed (the volume is gone) or aborted before
+	}
 	if err := s.detach(ctx); err != nil && !errors.Is(err, draas.ErrNotFound) {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -45,7 +46,14 @@ type API interface {
 	TerminateInstances(ctx context.Context, in *awsec2.TerminateInstancesInput, optFns ...func(*awsec2.Options)) (*awsec2.TerminateInstancesOutput, error)
 	CreateSnapshots(ctx context.Context, in *awsec2.CreateSnapshotsInput, optFns ...func(*awsec2.Options)) (*awsec2.CreateSnapshotsOutput, error)
 	DeleteSnapshot(ctx context.Context, in *awsec2.DeleteSnapshotInput, optFns ...func(*awsec2.Options)) (*awsec2.DeleteSnapshotOutput, error)
+	CreateTags(ctx context.Context, in *awsec2.CreateTagsInput, optFns ...func(*awsec2.Options)) (*awsec2.CreateTagsOutput, error)
 }
+
+// TagReplacedRoot marks the launch image's root volume that [Launcher.Launch]
+// replaces with the DR copy; its value is the instance's ID. Launch tags the
+// volume before detaching it, so that a launch interrupted or retried after
+// the detach still finds it and deletes it.
+const TagReplacedRoot = "draas:replaced-root-of"
 
 var _ API = (*awsec2.Client)(nil)
 
@@ -139,7 +147,11 @@ func (l *Launcher) DeleteVolume(ctx context.Context, volumeID string) error {
 
 // Launch runs an instance, stops it, swaps req.RootVolumeID in as its root
 // volume (deleting the image's root volume), attaches the data volumes in
-// order, starts it and waits until it runs. The subnet and security groups
+// order, starts it and waits until it runs. The image's root volume is
+// tagged [TagReplacedRoot] before it is detached, and every Launch of the
+// instance deletes the volumes so tagged: a launch cut short between the
+// detach and the delete leaves it for the next call with the same
+// ClientToken to remove. The subnet and security groups
 // are IDs; when EC2 knows no such ID, the error says how to resolve a name
 // (see [Resolver]). Each stage checks the state
 // first, so a launch interrupted at any point and called again with the same
@@ -193,6 +205,9 @@ func (l *Launcher) Launch(ctx context.Context, req draas.LaunchRequest) (draas.I
 		if inst, err = l.swapVolumes(ctx, inst, req); err != nil {
 			return draas.Instance{}, err
 		}
+	}
+	if err := l.deleteReplaced(ctx, id); err != nil {
+		return draas.Instance{}, err
 	}
 	if inst.State == nil || inst.State.Name != types.InstanceStateNameRunning {
 		if _, err := l.api.StartInstances(ctx, &awsec2.StartInstancesInput{InstanceIds: []string{id}}); err != nil {
@@ -284,6 +299,16 @@ func (l *Launcher) swapVolumes(ctx context.Context, inst types.Instance, req dra
 	for _, dev := range devs {
 		v := want[dev]
 		if old := attached[dev]; old != "" && old != v {
+			if dev == rootDev {
+				// Recorded before the detach: once detached, only the tag
+				// says whose root it was (deleteReplaced).
+				if _, err := l.api.CreateTags(ctx, &awsec2.CreateTagsInput{
+					Resources: []string{old},
+					Tags:      []types.Tag{{Key: aws.String(TagReplacedRoot), Value: aws.String(id)}},
+				}); err != nil {
+					return inst, awserr.Wrap("CreateTags", old, err)
+				}
+			}
 			if _, err := l.api.DetachVolume(ctx, &awsec2.DetachVolumeInput{VolumeId: aws.String(old), InstanceId: aws.String(id)}); err != nil && !errors.Is(awserr.Wrap("", "", err), draas.ErrNotFound) {
 				return inst, awserr.Wrap("DetachVolume", old+" from "+id, err)
 			}
@@ -307,6 +332,121 @@ func (l *Launcher) swapVolumes(ctx context.Context, inst types.Instance, req dra
 		}
 	}
 	return l.describe(ctx, id)
+}
+
+// deleteReplaced deletes the image root volumes swapped out of instance id
+// (tagged TagReplacedRoot) that an earlier, interrupted attempt left,
+// waiting for one still detaching.
+func (l *Launcher) deleteReplaced(ctx context.Context, id string) error {
+	vols, err := l.volumes(ctx, map[string]string{TagReplacedRoot: id})
+	if err != nil {
+		return err
+	}
+	for _, v := range vols {
+		vid := aws.ToString(v.VolumeId)
+		switch v.State {
+		case types.VolumeStateDeleting, types.VolumeStateDeleted:
+			continue
+		case types.VolumeStateInUse:
+			if err := l.waitVolume(ctx, vid, "available"); err != nil {
+				return err
+			}
+		}
+		if err := l.DeleteVolume(ctx, vid); err != nil {
+			return fmt.Errorf("ec2: delete the image root volume %s replaced in %s: %w", vid, id, err)
+		}
+	}
+	return nil
+}
+
+// volumes lists the volumes carrying every tag in tags.
+func (l *Launcher) volumes(ctx context.Context, tags map[string]string) ([]types.Volume, error) {
+	var out []types.Volume
+	p := awsec2.NewDescribeVolumesPaginator(l.api, &awsec2.DescribeVolumesInput{Filters: tagFilters(tags)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, awserr.Wrap("DescribeVolumes", filterString(tags), err)
+		}
+		out = append(out, page.Volumes...)
+	}
+	return out, nil
+}
+
+// AvailableVolumes returns the IDs of the volumes that carry every tag in
+// tags and are available (attached to no instance), in ID order. With no
+// tags it is an error wrapping [draas.ErrInvalid]: it never lists a whole
+// account.
+func (l *Launcher) AvailableVolumes(ctx context.Context, tags map[string]string) ([]string, error) {
+	if len(tags) == 0 {
+		return nil, draas.Invalidf("ec2: AvailableVolumes needs at least one tag")
+	}
+	vols, err := l.volumes(ctx, tags)
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, v := range vols {
+		if v.State == types.VolumeStateAvailable {
+			ids = append(ids, aws.ToString(v.VolumeId))
+		}
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
+
+// RunningInstances returns the instances that carry every tag in tags and
+// are pending or running, each with all its tags, by instance ID. With no
+// tags it is an error wrapping [draas.ErrInvalid].
+func (l *Launcher) RunningInstances(ctx context.Context, tags map[string]string) (map[string]map[string]string, error) {
+	if len(tags) == 0 {
+		return nil, draas.Invalidf("ec2: RunningInstances needs at least one tag")
+	}
+	in := &awsec2.DescribeInstancesInput{Filters: append(tagFilters(tags), types.Filter{
+		Name: aws.String("instance-state-name"), Values: []string{"pending", "running"},
+	})}
+	out := map[string]map[string]string{}
+	p := awsec2.NewDescribeInstancesPaginator(l.api, in)
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, awserr.Wrap("DescribeInstances", filterString(tags), err)
+		}
+		for _, r := range page.Reservations {
+			for _, i := range r.Instances {
+				if i.State == nil || (i.State.Name != types.InstanceStateNamePending && i.State.Name != types.InstanceStateNameRunning) {
+					continue
+				}
+				t := map[string]string{}
+				for _, tag := range i.Tags {
+					t[aws.ToString(tag.Key)] = aws.ToString(tag.Value)
+				}
+				out[aws.ToString(i.InstanceId)] = t
+			}
+		}
+	}
+	return out, nil
+}
+
+// tagFilters returns a tag:KEY filter for each tag, in key order.
+func tagFilters(tags map[string]string) []types.Filter {
+	keys := slices.Sorted(maps.Keys(tags))
+	fs := make([]types.Filter, len(keys))
+	for i, k := range keys {
+		fs[i] = types.Filter{Name: aws.String("tag:" + k), Values: []string{tags[k]}}
+	}
+	return fs
+}
+
+func filterString(tags map[string]string) string {
+	var b strings.Builder
+	for i, k := range slices.Sorted(maps.Keys(tags)) {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		b.WriteString(k + "=" + tags[k])
+	}
+	return "tagged " + b.String()
 }
 
 // dataDevice names the i-th data volume's device: /dev/sdf, /dev/sdg, ...

@@ -3,6 +3,8 @@ package ec2_test
 import (
 	"bytes"
 	"context"
+	"maps"
+	"slices"
 	"testing"
 	"time"
 
@@ -113,4 +115,68 @@ func TestLaunchSwapsInTheDRCopy(t *testing.T) {
 
 	require.NoError(t, e.l.Terminate(ctx, inst.ID))
 	require.NoError(t, e.l.Terminate(ctx, inst.ID))
+}
+
+// cutAfterDetach is the EC2 client of a process killed right after its
+// DetachVolume call returned: the call's context is cancelled.
+type cutAfterDetach struct {
+	*awsec2.Client
+	cancel context.CancelFunc
+}
+
+func (c cutAfterDetach) DetachVolume(ctx context.Context, in *awsec2.DetachVolumeInput, optFns ...func(*awsec2.Options)) (*awsec2.DetachVolumeOutput, error) {
+	out, err := c.Client.DetachVolume(ctx, in, optFns...)
+	c.cancel()
+	return out, err
+}
+
+// TestLaunchCutAfterDetachLeavesNoVolume: a launch interrupted between
+// detaching the image's root volume and deleting it, then called again
+// with the same client token, deletes that volume; none is left
+// available in the account.
+func TestLaunchCutAfterDetachLeavesNoVolume(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	snap, err := e.srv.SeedSnapshot(bytes.Repeat([]byte("root-disk "), 1000), nil)
+	require.NoError(t, err)
+	vol, err := e.l.CreateVolume(ctx, draas.VolumeRequest{SnapshotID: snap, ClientToken: "db-root"})
+	require.NoError(t, err)
+	req := draas.LaunchRequest{Name: "db", InstanceType: "m5.large", RootVolumeID: vol, ClientToken: "db-launch",
+		Tags: map[string]string{draas.TagVM: "db"}}
+
+	cctx, cancel := context.WithCancel(ctx)
+	cut := ec2.New(cutAfterDetach{e.client, cancel}, ec2.Options{ImageID: e.image, SubnetID: e.subnet, AvailabilityZone: e.az, PollInterval: 10 * time.Millisecond})
+	_, err = cut.Launch(cctx, req)
+	require.ErrorIs(t, err, context.Canceled)
+	var detached []string
+	for _, v := range e.srv.Volumes() {
+		if v.ID != vol && v.State != "deleted" {
+			detached = append(detached, v.ID)
+		}
+	}
+	require.Len(t, detached, 1, "the image's root volume, cut off before its delete")
+	// The rerun comes after the detach finished, as a restarted process's
+	// does.
+	require.Eventually(t, func() bool {
+		out, err := e.client.DescribeVolumes(ctx, &awsec2.DescribeVolumesInput{VolumeIds: detached})
+		return err == nil && len(out.Volumes) == 1 && out.Volumes[0].State == "available"
+	}, 10*time.Second, 10*time.Millisecond)
+
+	inst, err := e.l.Launch(ctx, req)
+	require.NoError(t, err)
+	assert.Equal(t, []string{vol}, inst.VolumeIDs)
+	for _, v := range e.srv.Volumes() {
+		if v.ID != vol {
+			assert.Equal(t, "deleted", v.State, "volume %s of the interrupted launch", v.ID)
+		}
+	}
+	left, err := e.l.AvailableVolumes(ctx, map[string]string{draas.TagVM: "db"})
+	require.NoError(t, err)
+	assert.Empty(t, left)
+	running, err := e.l.RunningInstances(ctx, map[string]string{draas.TagVM: "db"})
+	require.NoError(t, err)
+	assert.Equal(t, []string{inst.ID}, slices.Collect(maps.Keys(running)))
+	assert.Equal(t, "db", running[inst.ID]["Name"])
+	_, err = e.l.AvailableVolumes(ctx, nil)
+	require.ErrorIs(t, err, draas.ErrInvalid)
 }

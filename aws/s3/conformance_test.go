@@ -44,7 +44,7 @@ func TestSinkConformance(t *testing.T) {
 	draastest.TestVolumeSink(t, func(t *testing.T, size int64) draastest.SinkHarness {
 		e := newEnv(t)
 		st := e.store("conformance", s3.Options{})
-		w, err := st.BeginPoint(t.Context(), "vm", []draas.Disk{{Name: "disk", Size: size}}, time.Time{})
+		w, err := pointWriter(st.BeginPoint(t.Context(), "vm", []draas.Disk{{Name: "disk", Size: size}}, time.Time{}))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -104,7 +104,7 @@ func TestBlockcopyResume(t *testing.T) {
 	disks := []draas.Disk{{Name: "disk", Size: src.Size()}}
 
 	st := e.store("", s3.Options{})
-	w, err := st.BeginPoint(t.Context(), "vm", disks, time.Time{})
+	w, err := pointWriter(st.BeginPoint(t.Context(), "vm", disks, time.Time{}))
 	if err != nil {
 		t.Fatal(err)
 	}

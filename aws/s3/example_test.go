@@ -47,7 +47,8 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	sink, err := w.Disk("disk-0")
+	// The first point of a VM has no base: the sink starts empty.
+	sink, err := w.DiskOnBase(ctx, "disk-0")
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -72,7 +73,7 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	exts, _ := src.AllocatedExtents(ctx)
+	exts, _ := draas.AllocatedExtents(ctx, src)
 	fmt.Println("allocated:", exts)
 	got := make([]byte, src.Size())
 	if _, err := src.ReadAt(ctx, got, 0); err != nil {

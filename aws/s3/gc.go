@@ -195,20 +195,7 @@ func (s *Store) GC(ctx context.Context, opts GCOptions) (GCStats, error) {
 	now := s.now()
 
 	// 1. Chunks, and the candidates among them.
-	cands := make(map[[32]byte]objInfo)
-	err := s.list(ctx, s.pfx+chunksDir, func(o objInfo) error {
-		sum, ok := s.parseChunkKey(o.Key)
-		if !ok {
-			return nil // not ours: leave it
-		}
-		st.Chunks++
-		if now.Sub(o.LastModified) < grace {
-			st.Young++
-			return nil
-		}
-		cands[sum] = o
-		return nil
-	})
+	cands, err := s.gcCandidates(ctx, now, grace, &st)
 	if err != nil {
 		return st, fmt.Errorf("gc: %w", err)
 	}
@@ -223,31 +210,8 @@ func (s *Store) GC(ctx context.Context, opts GCOptions) (GCStats, error) {
 	}
 
 	// 3. Re-check the candidates' age: a writer renews a chunk it reuses.
-	var (
-		mu      sync.Mutex
-		renewed [][32]byte
-	)
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(s.opts.Concurrency)
-	for sum, o := range cands {
-		g.Go(func() error {
-			info, err := s.head(gctx, "gc", "chunk "+hex.EncodeToString(sum[:]), o.Key)
-			if err != nil && !errors.Is(err, draas.ErrNotFound) {
-				return err
-			}
-			// LastModified from HEAD has whole seconds, from a listing
-			// perhaps milliseconds. A store that does not tell keeps the
-			// chunk.
-			if err != nil || info.LastModified.IsZero() ||
-				info.LastModified.Sub(o.LastModified.Truncate(time.Second)) >= time.Second || now.Sub(info.LastModified) < grace {
-				mu.Lock()
-				renewed = append(renewed, sum)
-				mu.Unlock()
-			}
-			return nil
-		})
-	}
-	if err := g.Wait(); err != nil {
+	renewed, err := s.gcRenewed(ctx, now, grace, cands)
+	if err != nil {
 		return st, fmt.Errorf("gc: %w", err)
 	}
 	for _, sum := range renewed {
@@ -287,6 +251,56 @@ func (s *Store) GC(ctx context.Context, opts GCOptions) (GCStats, error) {
 		return st, fmt.Errorf("gc: %w", err)
 	}
 	return st, nil
+}
+
+// gcCandidates lists the chunks, counting them in st, and returns those
+// older than grace by checksum.
+func (s *Store) gcCandidates(ctx context.Context, now time.Time, grace time.Duration, st *GCStats) (map[[32]byte]objInfo, error) {
+	cands := make(map[[32]byte]objInfo)
+	err := s.list(ctx, s.pfx+chunksDir, func(o objInfo) error {
+		sum, ok := s.parseChunkKey(o.Key)
+		if !ok {
+			return nil // not ours: leave it
+		}
+		st.Chunks++
+		if now.Sub(o.LastModified) < grace {
+			st.Young++
+			return nil
+		}
+		cands[sum] = o
+		return nil
+	})
+	return cands, err
+}
+
+// gcRenewed asks each candidate's age again with HeadObject and returns the
+// candidates that a writer renewed since the listing, or that are gone.
+func (s *Store) gcRenewed(ctx context.Context, now time.Time, grace time.Duration, cands map[[32]byte]objInfo) ([][32]byte, error) {
+	var (
+		mu      sync.Mutex
+		renewed [][32]byte
+	)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(s.opts.Concurrency)
+	for sum, o := range cands {
+		g.Go(func() error {
+			info, err := s.head(gctx, "gc", "chunk "+hex.EncodeToString(sum[:]), o.Key)
+			if err != nil && !errors.Is(err, draas.ErrNotFound) {
+				return err
+			}
+			// LastModified from HEAD has whole seconds, from a listing
+			// perhaps milliseconds. A store that does not tell keeps the
+			// chunk.
+			if err != nil || info.LastModified.IsZero() ||
+				info.LastModified.Sub(o.LastModified.Truncate(time.Second)) >= time.Second || now.Sub(info.LastModified) < grace {
+				mu.Lock()
+				renewed = append(renewed, sum)
+				mu.Unlock()
+			}
+			return nil
+		})
+	}
+	return renewed, g.Wait()
 }
 
 // parseChunkKey returns the SHA-256 a chunk key names.

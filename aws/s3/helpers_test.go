@@ -283,7 +283,7 @@ func backup(t testing.TB, st *s3.Store, vm string, at time.Time, disks map[strin
 	for _, name := range sortedKeys(disks) {
 		ds = append(ds, draas.Disk{Name: name, Size: int64(len(disks[name]))})
 	}
-	w, err := st.BeginPoint(ctx, vm, ds, at)
+	w, err := pointWriter(st.BeginPoint(ctx, vm, ds, at))
 	if err != nil {
 		t.Fatalf("BeginPoint: %v", err)
 	}
@@ -327,4 +327,21 @@ func readAll(t testing.TB, src draas.BlockSource) []byte {
 		t.Fatalf("ReadAt: %d bytes, %v", n, err)
 	}
 	return p
+}
+
+// pointWriter returns the *s3.PointWriter behind Store.BeginPoint's
+// draas.PointWriter, for the tests that use its own methods.
+func pointWriter(w draas.PointWriter, err error) (*s3.PointWriter, error) {
+	if err != nil {
+		return nil, err
+	}
+	return w.(*s3.PointWriter), nil
+}
+
+// source returns the *s3.Source behind Store.OpenDisk's draas.BlockSource.
+func source(src draas.BlockSource, err error) (*s3.Source, error) {
+	if err != nil {
+		return nil, err
+	}
+	return src.(*s3.Source), nil
 }

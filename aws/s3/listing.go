@@ -2,6 +2,7 @@ package s3
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -98,7 +99,7 @@ func (s *Store) loadPoint(ctx context.Context, vm, id string) (*pointRecord, err
 	}
 	rec, err := decodePoint(data, vm, id)
 	if err != nil {
-		return nil, &draas.OpError{Op: "read point", Resource: res, Err: err}
+		return nil, &draas.OpError{Op: "read point", Resource: res, Err: fmt.Errorf("s3://%s/%s: %w", s.bucket, s.pointKey(vm, id), err)}
 	}
 	return rec, nil
 }
@@ -126,6 +127,11 @@ func (s *Store) loadManifest(ctx context.Context, vm, id, disk, want string) (*m
 // which is time order to the second). A VM without points has none: the
 // result is empty and the error nil. Uncommitted and aborted points are not
 // listed.
+//
+// A point whose record (point.json) is damaged (ErrChecksumMismatch) or of
+// a format this version cannot read (ErrInvalid) is skipped: Points returns
+// the other points together with an error wrapping that sentinel, naming
+// each skipped point's VM, ID and key. Any other error returns no points.
 func (s *Store) Points(ctx context.Context, vm string) ([]draas.RecoveryPoint, error) {
 	if s.err != nil {
 		return nil, s.err
@@ -138,22 +144,32 @@ func (s *Store) Points(ctx context.Context, vm string) ([]draas.RecoveryPoint, e
 		return nil, err
 	}
 	out := make([]draas.RecoveryPoint, len(ids))
+	broken := make([]error, len(ids))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(s.opts.Concurrency)
 	for i, id := range ids {
 		g.Go(func() error {
 			rec, err := s.loadPoint(gctx, vm, id)
-			if err != nil {
-				return err
+			if err == nil {
+				out[i], err = rec.recoveryPoint()
 			}
-			out[i], err = rec.recoveryPoint()
+			if err != nil && (errors.Is(err, draas.ErrChecksumMismatch) || errors.Is(err, draas.ErrInvalid)) {
+				broken[i] = fmt.Errorf("recovery point %s of VM %s is unreadable and skipped (s3://%s/%s): %w", id, vm, s.bucket, s.pointKey(vm, id), err)
+				return nil
+			}
 			return err
 		})
 	}
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	return out, nil
+	valid := out[:0]
+	for i, p := range out {
+		if broken[i] == nil {
+			valid = append(valid, p)
+		}
+	}
+	return valid, errors.Join(broken...)
 }
 
 // Latest returns vm's newest committed recovery point, or an error wrapping
@@ -207,7 +223,21 @@ func (s *Store) VMs(ctx context.Context) ([]string, error) {
 // point. An unknown VM, point or disk, or a point that is not committed, is
 // an error wrapping draas.ErrNotFound; a damaged manifest or one that does
 // not match the point's record, draas.ErrChecksumMismatch.
-func (s *Store) OpenDisk(ctx context.Context, vm, point, disk string) (*Source, error) {
+//
+// The source is a *[Source]: a draas.ChangeTracker (bases are point IDs of
+// the same VM), draas.ExtentSource and draas.ChecksumSource. The return type
+// is draas.BlockSource so that *Store is a draas.BackupReader; use the
+// helpers draas.ChangedExtents and draas.AllocatedExtents, or assert
+// *Source, to reach the rest.
+func (s *Store) OpenDisk(ctx context.Context, vm, point, disk string) (draas.BlockSource, error) {
+	src, err := s.openDisk(ctx, vm, point, disk)
+	if err != nil {
+		return nil, err
+	}
+	return src, nil
+}
+
+func (s *Store) openDisk(ctx context.Context, vm, point, disk string) (*Source, error) {
 	if s.err != nil {
 		return nil, s.err
 	}

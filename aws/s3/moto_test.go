@@ -3,11 +3,7 @@ package s3_test
 import (
 	"bytes"
 	"errors"
-	"fmt"
-	"net"
 	"net/http"
-	"os"
-	"os/exec"
 	"slices"
 	"testing"
 	"time"
@@ -17,58 +13,8 @@ import (
 
 	"github.com/opendraas/draas"
 	s3 "github.com/opendraas/draas/aws/s3"
+	"github.com/opendraas/draas/internal/oracle"
 )
-
-// startMoto runs moto_server on a free loopback port for the test and
-// returns its URL. It skips the test when moto_server is not installed,
-// unless DRAAS_REQUIRE_ORACLES=1, when it fails.
-func startMoto(t *testing.T) string {
-	t.Helper()
-	bin, err := exec.LookPath("moto_server")
-	if err != nil {
-		msg := "moto_server not found on PATH; install it with: pip install 'moto[server]'"
-		if os.Getenv("DRAAS_REQUIRE_ORACLES") == "1" {
-			t.Fatal(msg + " (DRAAS_REQUIRE_ORACLES=1 makes a missing oracle a failure)")
-		}
-		t.Skip(msg)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-
-	cmd := exec.Command(bin, "-H", "127.0.0.1", "-p", fmt.Sprint(port))
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start moto_server: %v", err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-	})
-	url := fmt.Sprintf("http://127.0.0.1:%d", port)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get(url + "/moto-api/")
-		if err == nil {
-			resp.Body.Close()
-			return url
-		}
-		select {
-		case <-exited:
-			t.Fatalf("moto_server exited: %s", out.String())
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("moto_server did not answer on %s within 30s: %v\n%s", url, err, out.String())
-		}
-	}
-}
 
 // TestMotoOracle runs the store's life cycle against moto_server, an S3
 // emulator nobody here wrote: two points, an incremental one uploading only
@@ -76,7 +22,7 @@ func startMoto(t *testing.T) string {
 func TestMotoOracle(t *testing.T) {
 	t.Parallel()
 	start := time.Now()
-	url := startMoto(t)
+	url := oracle.StartMoto(t)
 	t.Logf("moto_server answered after %s", time.Since(start).Round(time.Millisecond))
 	cnt := &counter{next: http.DefaultTransport, n: make(map[string]int)}
 	client := newClient(url, cnt)
@@ -116,7 +62,7 @@ func TestMotoOracle(t *testing.T) {
 			t.Errorf("point %s disk %s reads back wrong", c.point, c.disk)
 		}
 	}
-	src, err := st.OpenDisk(ctx, "vm-1", p2.ID(), "os")
+	src, err := source(st.OpenDisk(ctx, "vm-1", p2.ID(), "os"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +103,7 @@ func TestMotoOracle(t *testing.T) {
 	if gs.Deleted != 1 {
 		t.Errorf("GC = %+v, want 1 chunk deleted", gs)
 	}
-	src, err = st.OpenDisk(ctx, "vm-1", p2.ID(), "os")
+	src, err = source(st.OpenDisk(ctx, "vm-1", p2.ID(), "os"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -141,7 +141,8 @@ func (s *Store) ResumePoint(ctx context.Context, vm, id string) (*PointWriter, e
 				return nil, err
 			}
 			sk := newSink(w, d)
-			sk.state, sk.man, sk.blocks = stateCommitted, m, nil
+			sk.man, sk.blocks = m, nil
+			sk.life.End(draas.SinkCommitted)
 			w.sinks[d.Name] = sk
 			w.committed[d.Name] = m
 			w.written[s.manifestKey(vm, id, d.Name)] = true

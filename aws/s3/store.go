@@ -1,7 +1,8 @@
 // Package s3 is the draas backup store: recovery points of virtual machines
 // kept in an S3 bucket as content-addressed chunks and JSON manifests.
 //
-// A [Store] writes a recovery point of a VM with [Store.BeginPoint]: each
+// A [Store] is a draas.BackupStore. It writes a recovery point of a VM with
+// [Store.BeginPoint], which returns a [PointWriter]: each
 // disk is written through a [Sink] (a draas.VolumeSink), which uploads every
 // 512 KiB block that is not all zeros as a chunk named by the SHA-256 of its
 // bytes, once, and on Commit writes the disk's manifest. [PointWriter.Commit]
@@ -10,7 +11,7 @@
 // Incremental backups upload only chunks that the previous point of the VM
 // does not already hold.
 //
-// Points are read with [Store.OpenDisk], which returns a [Source] (a
+// Points are read with [Store.OpenDisk], which returns a *[Source] (a
 // draas.BlockSource that also lists its allocated extents, reports the
 // changes since an earlier point from the two manifests alone, and hands out
 // the recorded SHA-256 of each block). Every chunk read is verified against
@@ -40,6 +41,7 @@ import (
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/opendraas/draas"
@@ -67,6 +69,11 @@ type API interface {
 }
 
 var _ API = (*awss3.Client)(nil)
+
+var (
+	_ draas.BackupStore = (*Store)(nil)
+	_ draas.PointWriter = (*PointWriter)(nil)
+)
 
 // Encryption selects the server-side encryption the store requests for the
 // objects it writes.
@@ -163,7 +170,9 @@ type Store struct {
 // New does not fail: an invalid configuration (an empty bucket, a prefix
 // with "." or ".." segments, a KMS key without EncryptionKMS) makes every
 // method return an error wrapping draas.ErrInvalid that names the problem.
-// New makes no request; a missing bucket surfaces on first use.
+// New makes no request; a missing bucket surfaces on first use, as an error
+// wrapping draas.ErrNotFound that says "no bucket NAME" and wraps the
+// client's error (a smithy.APIError whose code is NoSuchBucket).
 func New(client API, bucket, prefix string, opts Options) *Store {
 	s := &Store{api: client, bucket: bucket, opts: opts}
 	if s.opts.Concurrency <= 0 {
@@ -347,6 +356,34 @@ func opErr(op, resource string, err error) error {
 	return &draas.OpError{Op: op, Resource: resource, Kind: classify(err), Err: err}
 }
 
+// opErr is opErr for a request to the store's bucket: a missing bucket is
+// said in so many words, so that a mistyped bucket name is not taken for an
+// empty store ("no recovery point") or a missing object.
+func (s *Store) opErr(op, resource string, err error) error {
+	// Only some operations model NoSuchBucket as *types.NoSuchBucket
+	// (ListObjectsV2 does, GetObject does not): go by the error code.
+	var ae smithy.APIError
+	if err != nil && errors.As(err, &ae) && ae.ErrorCode() == "NoSuchBucket" {
+		return &draas.OpError{Op: op, Resource: resource, Kind: draas.ErrNotFound,
+			Err: &noBucketError{Bucket: s.bucket, Err: err}}
+	}
+	return opErr(op, resource, err)
+}
+
+// noBucketError is the cause of an error for a bucket that does not exist.
+// It wraps the S3 client's error (a smithy.APIError with the code
+// NoSuchBucket).
+type noBucketError struct {
+	Bucket string
+	Err    error
+}
+
+func (e *noBucketError) Error() string {
+	return fmt.Sprintf("no bucket %s: check the bucket name (and the region), or create the bucket: %v", e.Bucket, e.Err)
+}
+
+func (e *noBucketError) Unwrap() error { return e.Err }
+
 // classify maps an S3 client error to a draas sentinel, or nil. S3's own
 // meanings come first (503 is SlowDown, 412 a failed If-None-Match), then
 // the mapping shared by draas's AWS packages.
@@ -412,7 +449,7 @@ func (s *Store) list(ctx context.Context, prefix string, fn func(objInfo) error)
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {
-			return opErr("ListObjectsV2", "s3://"+s.bucket+"/"+prefix, err)
+			return s.opErr("ListObjectsV2", "s3://"+s.bucket+"/"+prefix, err)
 		}
 		for _, o := range page.Contents {
 			oi := objInfo{Key: aws.ToString(o.Key), Size: aws.ToInt64(o.Size), ETag: aws.ToString(o.ETag)}
@@ -430,22 +467,31 @@ func (s *Store) list(ctx context.Context, prefix string, fn func(objInfo) error)
 // get downloads an object into buf (grown as needed) and returns it (also
 // on error, so that the caller can reuse the buffer). An
 // object longer than limit bytes fails with ErrChecksumMismatch: it cannot
-// be what the store wrote. A body that breaks
-// off is retried under the store's policy.
+// be what the store wrote; so does one whose complete body fails the S3
+// client's checksum validation, naming the object, without a retry. A body
+// that breaks off is retried under the store's policy.
 func (s *Store) get(ctx context.Context, op, resource, key string, buf []byte, limit int64) ([]byte, error) {
 	var out []byte
 	_, err := s.retry.Do(ctx, func(ctx context.Context) error {
 		resp, err := s.api.GetObject(ctx, &awss3.GetObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(key)})
 		if err != nil {
-			return opErr(op, resource, err)
+			return s.opErr(op, resource, err)
 		}
 		defer resp.Body.Close()
 		b, over, err := readAll(resp.Body, buf[:0], limit)
 		out = b
+		n := int64(len(b))
+		if err != nil && resp.ContentLength != nil && n == *resp.ContentLength {
+			// The whole body arrived and the reader still failed: that is the
+			// client's own integrity check (the SDK validates the checksum S3
+			// stored with the object when it reaches the end of the body),
+			// not the connection. Reading again gets the same bytes.
+			return &draas.OpError{Op: op, Resource: resource, Kind: draas.ErrChecksumMismatch,
+				Err: fmt.Errorf("object s3://%s/%s does not match the checksum S3 keeps for it (it was replaced or damaged in the bucket): %w", s.bucket, key, err)}
+		}
 		if err != nil {
 			return &draas.OpError{Op: op, Resource: resource, Kind: draas.ErrTransient, Err: &bodyReadError{err}}
 		}
-		n := int64(len(b))
 		if over {
 			return &draas.OpError{Op: op, Resource: resource, Kind: draas.ErrChecksumMismatch,
 				Err: fmt.Errorf("object s3://%s/%s is larger than the %d bytes it can be", s.bucket, key, limit)}
@@ -485,7 +531,7 @@ func readAll(r io.Reader, buf []byte, limit int64) (b []byte, over bool, err err
 func (s *Store) head(ctx context.Context, op, resource, key string) (objInfo, error) {
 	out, err := s.api.HeadObject(ctx, &awss3.HeadObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(key)})
 	if err != nil {
-		return objInfo{}, opErr(op, resource, err)
+		return objInfo{}, s.opErr(op, resource, err)
 	}
 	oi := objInfo{Key: key, Size: aws.ToInt64(out.ContentLength), ETag: aws.ToString(out.ETag)}
 	if out.LastModified != nil {
@@ -517,7 +563,7 @@ func (s *Store) put(ctx context.Context, op, resource, key string, data []byte, 
 		}
 	}
 	_, err := s.api.PutObject(ctx, in)
-	return opErr(op, resource, err)
+	return s.opErr(op, resource, err)
 }
 
 // deleteKeys deletes keys in batches of up to 1000, a missing key being no
@@ -537,7 +583,7 @@ func (s *Store) deleteKeys(ctx context.Context, op string, keys []string) (int, 
 			Delete: &types.Delete{Objects: objs, Quiet: aws.Bool(true)},
 		})
 		if err != nil {
-			return deleted, opErr(op, fmt.Sprintf("%d objects in s3://%s/%s", len(batch), s.bucket, s.pfx), err)
+			return deleted, s.opErr(op, fmt.Sprintf("%d objects in s3://%s/%s", len(batch), s.bucket, s.pfx), err)
 		}
 		var errs []error
 		for _, e := range out.Errors {

@@ -50,7 +50,7 @@ func TestWriteReadBack(t *testing.T) {
 		t.Errorf("%d chunk PUTs, want %d", got, nonZero)
 	}
 
-	src, err := st.OpenDisk(ctx, "web-1", w.ID(), "disk-0")
+	src, err := source(st.OpenDisk(ctx, "web-1", w.ID(), "disk-0"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +156,7 @@ func TestIncrementalUploadsOnlyChanges(t *testing.T) {
 		t.Errorf("incremental backup made %d chunk HEADs, want %d", got, len(changed))
 	}
 
-	src, err := st.OpenDisk(ctx, "db", p2.ID(), "disk-0")
+	src, err := source(st.OpenDisk(ctx, "db", p2.ID(), "disk-0"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +175,7 @@ func TestIncrementalUploadsOnlyChanges(t *testing.T) {
 		t.Errorf("ChangedExtents = %v, want %v", exts, want)
 	}
 	// And the other way round, and against itself.
-	src1, err := st.OpenDisk(ctx, "db", p1.ID(), "disk-0")
+	src1, err := source(st.OpenDisk(ctx, "db", p1.ID(), "disk-0"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +203,7 @@ func TestMultiDiskPointInvisibleUntilCommit(t *testing.T) {
 	st := e.store("p", s3.Options{})
 	ctx := t.Context()
 	a, b := makeDisk(3, 3*s3.BlockSize), makeDisk(4, 2*s3.BlockSize+1)
-	w, err := st.BeginPoint(ctx, "app", []draas.Disk{{Name: "os", Size: int64(len(a))}, {Name: "data", Size: int64(len(b))}}, time.Time{})
+	w, err := pointWriter(st.BeginPoint(ctx, "app", []draas.Disk{{Name: "os", Size: int64(len(a))}, {Name: "data", Size: int64(len(b))}}, time.Time{}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,7 +285,7 @@ func TestAbortedPointInvisible(t *testing.T) {
 	st := e.store("", s3.Options{})
 	ctx := t.Context()
 	content := makeDisk(5, 4*s3.BlockSize)
-	w, err := st.BeginPoint(ctx, "vm1", []draas.Disk{{Name: "d0", Size: int64(len(content))}, {Name: "d1", Size: 100}}, time.Time{})
+	w, err := pointWriter(st.BeginPoint(ctx, "vm1", []draas.Disk{{Name: "d0", Size: int64(len(content))}, {Name: "d1", Size: 100}}, time.Time{}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -323,7 +323,7 @@ func TestAbortedPointInvisible(t *testing.T) {
 
 	// A killed backup (neither committed nor aborted) is invisible too, and
 	// the next backup reuses its chunks.
-	w2, err := st.BeginPoint(ctx, "vm1", []draas.Disk{{Name: "d0", Size: int64(len(content))}}, time.Time{})
+	w2, err := pointWriter(st.BeginPoint(ctx, "vm1", []draas.Disk{{Name: "d0", Size: int64(len(content))}}, time.Time{}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -341,7 +341,7 @@ func TestResumeAfterKill(t *testing.T) {
 	st := e.store("", s3.Options{})
 	ctx := t.Context()
 	a, b := makeDisk(6, 6*s3.BlockSize+10), makeDisk(7, 2*s3.BlockSize)
-	w, err := st.BeginPoint(ctx, "vm", []draas.Disk{{Name: "a", Size: int64(len(a))}, {Name: "b", Size: int64(len(b))}}, time.Time{})
+	w, err := pointWriter(st.BeginPoint(ctx, "vm", []draas.Disk{{Name: "a", Size: int64(len(a))}, {Name: "b", Size: int64(len(b))}}, time.Time{}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -403,7 +403,7 @@ func TestResumeAfterKill(t *testing.T) {
 		t.Errorf("ResumePoint of an unknown point: %v, want ErrNotFound", err)
 	}
 	// A point begun too long ago is not resumed.
-	w3, err := st2.BeginPoint(ctx, "vm", []draas.Disk{{Name: "a", Size: 10}}, time.Time{})
+	w3, err := pointWriter(st2.BeginPoint(ctx, "vm", []draas.Disk{{Name: "a", Size: 10}}, time.Time{}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -419,7 +419,7 @@ func TestCorruptChunk(t *testing.T) {
 	ctx := t.Context()
 	content := makeDisk(8, 4*s3.BlockSize)
 	w := backup(t, st, "web-7", time.Time{}, map[string][]byte{"disk-9": content})
-	src, err := st.OpenDisk(ctx, "web-7", w.ID(), "disk-9")
+	src, err := source(st.OpenDisk(ctx, "web-7", w.ID(), "disk-9"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -498,7 +498,7 @@ func TestSinkChecksAndNames(t *testing.T) {
 	e := newEnv(t)
 	st := e.store("", s3.Options{})
 	ctx := t.Context()
-	w, err := st.BeginPoint(ctx, "vm", []draas.Disk{{Name: "d", Size: 3 * s3.BlockSize}}, time.Time{})
+	w, err := pointWriter(st.BeginPoint(ctx, "vm", []draas.Disk{{Name: "d", Size: 3 * s3.BlockSize}}, time.Time{}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -526,12 +526,12 @@ func TestSinkChecksAndNames(t *testing.T) {
 		{"disk", "vm", ".hidden"},
 	}
 	for _, c := range bad {
-		_, err := st.BeginPoint(ctx, c.vm, []draas.Disk{{Name: c.disk, Size: 1}}, time.Time{})
+		_, err := pointWriter(st.BeginPoint(ctx, c.vm, []draas.Disk{{Name: c.disk, Size: 1}}, time.Time{}))
 		if !errors.Is(err, draas.ErrInvalid) || !strings.Contains(err.Error(), c.field+" name") || !strings.Contains(err.Error(), "letters, digits") {
 			t.Errorf("BeginPoint(%q, %q): %v; want ErrInvalid naming the %s and the rule", c.vm, c.disk, err, c.field)
 		}
 	}
-	if _, err := st.BeginPoint(ctx, "web 1", []draas.Disk{{Name: "d", Size: 1}}, time.Time{}); err == nil || !strings.Contains(err.Error(), `"web-1"`) {
+	if _, err := pointWriter(st.BeginPoint(ctx, "web 1", []draas.Disk{{Name: "d", Size: 1}}, time.Time{})); err == nil || !strings.Contains(err.Error(), `"web-1"`) {
 		t.Errorf("no suggestion in %v", err)
 	}
 	for _, c := range []struct {
@@ -542,7 +542,7 @@ func TestSinkChecksAndNames(t *testing.T) {
 		{"duplicate", []draas.Disk{{Name: "d", Size: 1}, {Name: "d", Size: 1}}},
 		{"zero size", []draas.Disk{{Name: "d", Size: 0}}},
 	} {
-		if _, err := st.BeginPoint(ctx, "vm", c.disks, time.Time{}); !errors.Is(err, draas.ErrInvalid) {
+		if _, err := pointWriter(st.BeginPoint(ctx, "vm", c.disks, time.Time{})); !errors.Is(err, draas.ErrInvalid) {
 			t.Errorf("BeginPoint with %s: %v, want ErrInvalid", c.name, err)
 		}
 	}
@@ -598,7 +598,7 @@ func TestPruneAndGC(t *testing.T) {
 	staleManifest := "vms/vm/points/20200101T000000Z-deadbeef/disks/d.json"
 	e.putRaw(t, staleManifest, []byte(`{"format":1}`))
 	e.clock.Advance(25 * time.Hour)
-	inflight, err := st.BeginPoint(ctx, "vm", []draas.Disk{{Name: "d", Size: size}}, time.Time{})
+	inflight, err := pointWriter(st.BeginPoint(ctx, "vm", []draas.Disk{{Name: "d", Size: size}}, time.Time{}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -691,7 +691,7 @@ func TestGCKeepsBaseOfRunningBackup(t *testing.T) {
 	p1 := backup(t, st, "vm", e.clock.Now(), map[string][]byte{"d": v1})
 	e.clock.Advance(48 * time.Hour)
 
-	slow, err := st.BeginPoint(ctx, "vm", []draas.Disk{{Name: "d", Size: size}}, time.Time{})
+	slow, err := pointWriter(st.BeginPoint(ctx, "vm", []draas.Disk{{Name: "d", Size: size}}, time.Time{}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -744,7 +744,7 @@ func TestReusedOldChunkIsRenewed(t *testing.T) {
 	st := e.store("", s3.Options{})
 	ctx := t.Context()
 	content := makeDisk(14, s3.BlockSize)
-	w, _ := st.BeginPoint(ctx, "vm", []draas.Disk{{Name: "d", Size: s3.BlockSize}}, time.Time{})
+	w, _ := pointWriter(st.BeginPoint(ctx, "vm", []draas.Disk{{Name: "d", Size: s3.BlockSize}}, time.Time{}))
 	sink, _ := w.Disk("d")
 	if err := writeBlocks(ctx, sink, content, nil); err != nil {
 		t.Fatal(err)
@@ -758,7 +758,7 @@ func TestReusedOldChunkIsRenewed(t *testing.T) {
 	}{{time.Hour, 0}, {13 * time.Hour, 1}} {
 		e.clock.Advance(c.advance)
 		e.count.reset()
-		w, _ := st.BeginPoint(ctx, "vm", []draas.Disk{{Name: "d", Size: s3.BlockSize}}, time.Time{})
+		w, _ := pointWriter(st.BeginPoint(ctx, "vm", []draas.Disk{{Name: "d", Size: s3.BlockSize}}, time.Time{}))
 		sink, _ := w.Disk("d")
 		if err := writeBlocks(ctx, sink, content, nil); err != nil {
 			t.Fatal(err)
@@ -869,7 +869,7 @@ func TestChangeIDsRoundTrip(t *testing.T) {
 	st := e.store("p", s3.Options{})
 	ctx := t.Context()
 	disks := []draas.Disk{{Name: "os", Size: s3.BlockSize, ChangeID: `52 3a-"b" 7f/12`}, {Name: "data", Size: s3.BlockSize}}
-	w, err := st.BeginPoint(ctx, "vm", disks, e.clock.Now())
+	w, err := pointWriter(st.BeginPoint(ctx, "vm", disks, e.clock.Now()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -80,7 +80,19 @@ type PointWriter struct {
 // vm and disk names must be 1-128 letters, digits, '.', '_' or '-' and not
 // start with '.'; disk names must be unique and sizes positive. Otherwise
 // BeginPoint returns an error wrapping draas.ErrInvalid.
-func (s *Store) BeginPoint(ctx context.Context, vm string, disks []draas.Disk, t time.Time) (*PointWriter, error) {
+//
+// The returned writer is a *[PointWriter] (the return type is the
+// draas.PointWriter interface so that *Store is a draas.BackupStore): assert
+// it to reach [PointWriter.Disk], [PointWriter.Point] and the resume methods.
+func (s *Store) BeginPoint(ctx context.Context, vm string, disks []draas.Disk, t time.Time) (draas.PointWriter, error) {
+	w, err := s.beginPoint(ctx, vm, disks, t)
+	if err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+func (s *Store) beginPoint(ctx context.Context, vm string, disks []draas.Disk, t time.Time) (*PointWriter, error) {
 	if s.err != nil {
 		return nil, s.err
 	}
@@ -279,7 +291,18 @@ func (w *PointWriter) Disk(name string) (*Sink, error) {
 // (NeedsZeroWrites reports true). Without a base, or when the base has no
 // disk of that name and size, it is the same as Disk: NeedsZeroWrites
 // reports false and the whole disk must be written.
-func (w *PointWriter) DiskOnBase(ctx context.Context, name string) (*Sink, error) {
+//
+// The returned sink is a *[Sink] (the return type is draas.VolumeSink so
+// that *PointWriter is a draas.PointWriter).
+func (w *PointWriter) DiskOnBase(ctx context.Context, name string) (draas.VolumeSink, error) {
+	sk, err := w.diskOnBase(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return sk, nil
+}
+
+func (w *PointWriter) diskOnBase(ctx context.Context, name string) (*Sink, error) {
 	sk, err := w.Disk(name)
 	if err != nil || w.base == "" {
 		return sk, err
@@ -317,6 +340,7 @@ func (k *Sink) NeedsZeroWrites() bool {
 
 func newSink(w *PointWriter, d draas.Disk) *Sink {
 	sk := &Sink{w: w, disk: d, blocks: make(map[int64][32]byte)}
+	sk.life.RetryCommit = true
 	sk.nblocks = (d.Size + BlockSize - 1) / BlockSize
 	sk.lastLen = int(d.Size - (sk.nblocks-1)*BlockSize)
 	if sk.lastLen == BlockSize {
@@ -500,8 +524,10 @@ type Sink struct {
 	// (see PointWriter.DiskOnBase).
 	onBase bool
 
+	// life holds off Commit and Abort while WriteBlock runs; a failed
+	// Commit may be repeated. The point writer ends it with the point.
+	life   draas.SinkLifecycle
 	mu     sync.Mutex
-	state  state
 	blocks map[int64][32]byte
 	man    *manifest // after a successful Commit
 }
@@ -522,25 +548,16 @@ func (k *Sink) resource(i int64) string {
 // draas.ErrChecksumMismatch; after Commit or Abort with draas.ErrClosed.
 func (k *Sink) WriteBlock(ctx context.Context, b draas.Block) error {
 	res := k.resource(b.Index)
-	k.mu.Lock()
-	st := k.state
-	k.mu.Unlock()
-	if st != stateOpen {
-		return &draas.OpError{Op: "write block", Resource: res, Kind: draas.ErrClosed, Err: fmt.Errorf("sink is %s", st)}
+	if err := k.life.BeginWrite(); err != nil {
+		return &draas.OpError{Op: "write block", Resource: res, Err: err}
 	}
-	if b.Index < 0 || b.Index >= k.nblocks || b.Offset != b.Index*BlockSize {
-		return &draas.OpError{Op: "write block", Resource: res, Kind: draas.ErrInvalid,
-			Err: fmt.Errorf("index %d offset %d: blocks are %d bytes, offset = index × %d, and the disk of %d bytes has %d blocks",
-				b.Index, b.Offset, BlockSize, BlockSize, k.disk.Size, k.nblocks)}
+	defer k.life.EndWrite()
+	if err := draas.CheckBlock(b, BlockSize, k.disk.Size); err != nil {
+		return &draas.OpError{Op: "write block", Resource: res, Err: err}
 	}
-	want := BlockSize
 	zero := zeroBlockSum()
 	if b.Index == k.nblocks-1 {
-		want, zero = k.lastLen, k.lastZero
-	}
-	if len(b.Data) != want {
-		return &draas.OpError{Op: "write block", Resource: res, Kind: draas.ErrInvalid,
-			Err: fmt.Errorf("data is %d bytes, the block has %d", len(b.Data), want)}
+		zero = k.lastZero
 	}
 	if sum := sha256.Sum256(b.Data); sum != b.Checksum {
 		return &draas.OpError{Op: "write block", Resource: res, Kind: draas.ErrChecksumMismatch,
@@ -556,8 +573,8 @@ func (k *Sink) WriteBlock(ctx context.Context, b draas.Block) error {
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if k.state != stateOpen {
-		return &draas.OpError{Op: "write block", Resource: res, Kind: draas.ErrClosed, Err: fmt.Errorf("sink is %s", k.state)}
+	if st := k.life.Phase(); st != draas.SinkOpen { // the point ended meanwhile
+		return &draas.OpError{Op: "write block", Resource: res, Kind: draas.ErrClosed, Err: fmt.Errorf("sink is %s", st)}
 	}
 	if b.Checksum == zero {
 		delete(k.blocks, b.Index)
@@ -572,12 +589,10 @@ func (k *Sink) WriteBlock(ctx context.Context, b draas.Block) error {
 // Abort; a successful one is final for the sink (a later Abort does not undo
 // it; PointWriter.Abort does).
 func (k *Sink) Commit(ctx context.Context) error {
-	k.mu.Lock()
-	if k.state != stateOpen && k.state != stateCommitFailed {
-		st := k.state
-		k.mu.Unlock()
-		return &draas.OpError{Op: "commit disk", Resource: k.resourceDisk(), Kind: draas.ErrClosed, Err: fmt.Errorf("sink is %s", st)}
+	if err := k.life.BeginCommit(); err != nil {
+		return &draas.OpError{Op: "commit disk", Resource: k.resourceDisk(), Err: err}
 	}
+	k.mu.Lock()
 	m := &manifest{
 		Format: formatVersion, VM: k.w.vm, Point: k.w.id, Disk: k.disk.Name,
 		Size: k.disk.Size, BlockSize: BlockSize, Blocks: make(blockList, 0, len(k.blocks)),
@@ -585,24 +600,19 @@ func (k *Sink) Commit(ctx context.Context) error {
 	for i, sum := range k.blocks {
 		m.Blocks = append(m.Blocks, blockRef{Index: i, Sum: sum})
 	}
-	k.state = stateCommitting
 	k.mu.Unlock()
 	slices.SortFunc(m.Blocks, func(a, b blockRef) int { return cmp.Compare(a.Index, b.Index) })
 
-	err := k.commit(ctx, m)
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if err != nil {
-		if k.state == stateCommitting {
-			k.state = stateCommitFailed
-		}
-		return err
+	if err := k.commit(ctx, m); err != nil {
+		return k.life.EndCommit(err)
 	}
-	if k.state != stateCommitting {
+	if err := k.life.EndCommit(nil); err != nil {
 		// The point was aborted meanwhile.
-		return &draas.OpError{Op: "commit disk", Resource: k.resourceDisk(), Kind: draas.ErrClosed, Err: errors.New("point was aborted")}
+		return &draas.OpError{Op: "commit disk", Resource: k.resourceDisk(), Err: fmt.Errorf("point was aborted: %w", err)}
 	}
-	k.state, k.man = stateCommitted, m
+	k.mu.Lock()
+	k.man = m
+	k.mu.Unlock()
 	return nil
 }
 
@@ -641,16 +651,14 @@ func (k *Sink) resourceDisk() string {
 // error.
 func (k *Sink) Abort(ctx context.Context) error {
 	w := k.w
-	k.mu.Lock()
-	switch k.state {
-	case stateAborted, stateCommitted:
-		k.mu.Unlock()
-		return nil
-	case stateCommitting:
-		k.mu.Unlock()
-		return &draas.OpError{Op: "abort disk", Resource: k.resourceDisk(), Kind: draas.ErrConflict, Err: errors.New("Commit is running")}
+	if cleanup, err := k.life.BeginAbort(); !cleanup {
+		if errors.Is(err, draas.ErrConflict) {
+			return &draas.OpError{Op: "abort disk", Resource: k.resourceDisk(), Err: err}
+		}
+		return nil // committed or aborted before
 	}
-	k.state, k.blocks = stateAborted, nil
+	k.mu.Lock()
+	k.blocks = nil
 	k.mu.Unlock()
 
 	w.mu.Lock()
@@ -671,12 +679,11 @@ func (k *Sink) Abort(ctx context.Context) error {
 
 // close ends the sink when its point writer commits or aborts.
 func (k *Sink) close(st state) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if k.state == stateAborted {
-		return
+	if st == stateCommitted {
+		k.life.End(draas.SinkCommitted)
+	} else {
+		k.life.End(draas.SinkAborted)
 	}
-	k.state = st
 }
 
 // Committed returns a source that reads back what the disk's Commit wrote,

@@ -14,8 +14,12 @@ import (
 	"github.com/opendraas/draas/vsphere"
 )
 
-// New returns h as a backup.Hypervisor; opts apply to every snapshot.
+// New returns h as a backup.Hypervisor, for backup.New; opts apply to every
+// snapshot. A nil h gives nil, which backup.New rejects.
 func New(h *vsphere.Hypervisor, opts vsphere.BackupOptions) backup.Hypervisor {
+	if h == nil {
+		return nil
+	}
 	return hypervisor{h: h, opts: opts}
 }
 

@@ -1,7 +1,6 @@
 package rfc2136_test
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
@@ -10,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +17,7 @@ import (
 	"github.com/opendraas/draas"
 	"github.com/opendraas/draas/dns/rfc2136"
 	"github.com/opendraas/draas/draastest"
+	"github.com/opendraas/draas/internal/oracle"
 )
 
 // named is a BIND 9 server that a test started.
@@ -32,19 +31,7 @@ type named struct {
 // installed, unless DRAAS_REQUIRE_ORACLES=1, when it fails.
 func startNamed(t *testing.T) *named {
 	t.Helper()
-	bin, err := exec.LookPath("named")
-	if err != nil {
-		if _, serr := os.Stat("/usr/sbin/named"); serr == nil {
-			bin, err = "/usr/sbin/named", nil
-		}
-	}
-	if err != nil {
-		msg := "named (BIND 9) not found on PATH or in /usr/sbin; install it with: bash .ci/dns-server.sh (apt-get install -y bind9)"
-		if os.Getenv("DRAAS_REQUIRE_ORACLES") == "1" {
-			t.Fatal(msg + " (DRAAS_REQUIRE_ORACLES=1 makes a missing oracle a failure)")
-		}
-		t.Skip(msg)
-	}
+	bin := oracle.Require(t, "named", "BIND 9 is not on PATH or in /usr/sbin; install it with: bash .ci/dns-server.sh (apt-get install -y bind9)", "/usr/sbin/named")
 	raw := make([]byte, 32)
 	if _, err := rand.Read(raw); err != nil {
 		t.Fatal(err)
@@ -83,7 +70,7 @@ zone "draas.test." { type primary; file "%[1]s/draas.test.zone"; allow-update { 
 		}
 		// -g: foreground, log to stderr; -4: IPv4 only; -n 1: one worker.
 		cmd := exec.Command(bin, "-g", "-4", "-n", "1", "-c", confPath)
-		out := &syncBuffer{}
+		out := &oracle.Buffer{}
 		cmd.Stdout, cmd.Stderr = out, out
 		if err := cmd.Start(); err != nil {
 			t.Fatalf("start %s: %v", bin, err)
@@ -150,24 +137,6 @@ func waitForSOA(addr, zone string, exited <-chan struct{}) error {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a process's output and a reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // TestBIND runs the conformance suite and the failure cases against a real

@@ -2,556 +2,67 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
-	"strconv"
-	"strings"
-	"sync"
-	"time"
+	"os"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
-	awsebs "github.com/aws/aws-sdk-go-v2/service/ebs"
-	awsec2 "github.com/aws/aws-sdk-go-v2/service/ec2"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 
-	"github.com/opendraas/draas"
-	"github.com/opendraas/draas/aws/ebs"
-	"github.com/opendraas/draas/aws/s3"
+	"github.com/opendraas/draas/diskurl"
+	"github.com/opendraas/draas/vsphere"
 )
 
-// cloud makes the AWS clients that the s3 and ebs schemes use, from the
-// SDK's normal configuration chain (environment, shared config and
-// credentials files, SSO, instance role), once and only when a URL needs
-// them.
-type cloud struct {
-	// endpoint, when set, replaces the endpoint of every AWS service, for
-	// a simulator such as examples/awssim or moto_server.
-	endpoint string
-	// s3Endpoint, when set, replaces S3's endpoint (default: endpoint).
-	// Any S3 endpoint set here or in the environment is addressed
-	// path-style (http://host/bucket/key), as simulators need.
-	s3Endpoint string
-	// concurrency sizes the EBS client's connection pool.
-	concurrency int
-	// notice receives remarks that do not stop the copy.
-	notice io.Writer
-
-	once sync.Once
-	cfg  aws.Config
-	err  error
-}
-
-// config loads the AWS configuration.
-func (c *cloud) config(ctx context.Context) (aws.Config, error) {
-	c.once.Do(func() {
-		cfg, err := awsconfig.LoadDefaultConfig(ctx)
-		if err != nil {
-			c.err = fmt.Errorf("load the AWS configuration (environment, ~/.aws/config, ~/.aws/credentials): %w", err)
-			return
-		}
-		if cfg.Region == "" {
-			c.err = errors.New("no AWS region is configured: set AWS_REGION (or a region in ~/.aws/config)")
-			return
-		}
-		if c.endpoint != "" {
-			cfg.BaseEndpoint = aws.String(c.endpoint)
-		}
-		c.cfg = cfg
+// registry returns the disk URL schemes diskcopy knows, configured from the
+// command line and the environment: AWS from the SDK's normal configuration
+// chain (environment, shared config and credentials files, SSO, instance
+// role), loaded only when an s3 or ebs URL needs it; the vCenter password
+// from DRAAS_VSPHERE_PASSWORD.
+func registry(cfg config, stderr io.Writer) *diskurl.Registry {
+	return diskurl.New(diskurl.Options{
+		AWSConfig:   func(ctx context.Context) (aws.Config, error) { return loadAWSConfig(ctx, cfg.endpoint) },
+		S3Options:   []func(*awss3.Options){s3PathStyle(cfg.s3Endpoint)},
+		Concurrency: cfg.concurrency,
+		VSphereLogin: func(_ context.Context, _, user string) (vsphere.Options, error) {
+			if user == "" {
+				user = os.Getenv("DRAAS_VSPHERE_USER")
+			}
+			return vsphere.Options{Username: user, Password: os.Getenv("DRAAS_VSPHERE_PASSWORD")}, nil
+		},
+		VSpherePasswordHelp: "set DRAAS_VSPHERE_PASSWORD",
+		Notice:              func(msg string) { fmt.Fprintf(stderr, "diskcopy: note: %s\n", msg) },
 	})
-	return c.cfg, c.err
 }
 
-// s3Client returns an S3 client.
-func (c *cloud) s3Client(ctx context.Context) (*awss3.Client, error) {
-	cfg, err := c.config(ctx)
+// loadAWSConfig loads the AWS configuration; endpoint, when set, replaces
+// the endpoint of every AWS service, for a simulator such as examples/awssim
+// or moto_server.
+func loadAWSConfig(ctx context.Context, endpoint string) (aws.Config, error) {
+	cfg, err := awsconfig.LoadDefaultConfig(ctx)
 	if err != nil {
-		return nil, err
+		return aws.Config{}, fmt.Errorf("load the AWS configuration (environment, ~/.aws/config, ~/.aws/credentials): %w", err)
 	}
-	return awss3.NewFromConfig(cfg, func(o *awss3.Options) {
-		if c.s3Endpoint != "" {
-			o.BaseEndpoint = aws.String(c.s3Endpoint)
+	if cfg.Region == "" {
+		return aws.Config{}, errors.New("no AWS region is configured: set AWS_REGION (or a region in ~/.aws/config)")
+	}
+	if endpoint != "" {
+		cfg.BaseEndpoint = aws.String(endpoint)
+	}
+	return cfg, nil
+}
+
+// s3PathStyle sets S3's endpoint to endpoint when it is set (default: the
+// --endpoint of every service) and addresses any S3 endpoint set here or in
+// the environment path-style (http://host/bucket/key), as simulators need.
+func s3PathStyle(endpoint string) func(*awss3.Options) {
+	return func(o *awss3.Options) {
+		if endpoint != "" {
+			o.BaseEndpoint = aws.String(endpoint)
 		}
 		if o.BaseEndpoint != nil {
 			o.UsePathStyle = true
 		}
-	}), nil
-}
-
-// ebsClient returns an EBS direct APIs client tuned for block copies.
-func (c *cloud) ebsClient(ctx context.Context) (*awsebs.Client, error) {
-	cfg, err := c.config(ctx)
-	if err != nil {
-		return nil, err
 	}
-	return ebs.NewClient(cfg, c.concurrency), nil
-}
-
-// ec2Client returns an EC2 client, for snapshot tags and deletion.
-func (c *cloud) ec2Client(ctx context.Context) (*awsec2.Client, error) {
-	cfg, err := c.config(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return awsec2.NewFromConfig(cfg), nil
-}
-
-// ---- s3://bucket/prefix/vm/point/disk ----------------------------------
-
-// Special point names in s3 URLs.
-const (
-	pointLatest = "latest" // SOURCE: the VM's newest committed point
-	pointNew    = "new"    // SINK: a new point, its ID assigned by the store
-)
-
-// s3Location is a parsed s3 URL: a disk of a recovery point in a backup
-// store.
-type s3Location struct {
-	bucket, prefix, vm, point, disk string
-}
-
-// url returns the location as an s3 URL.
-func (l s3Location) url() string {
-	parts := []string{l.bucket}
-	if l.prefix != "" {
-		parts = append(parts, l.prefix)
-	}
-	return "s3://" + strings.Join(append(parts, l.vm, l.point, l.disk), "/")
-}
-
-// parseS3 parses s3://bucket/prefix/vm/point/disk, where prefix may be
-// empty or several segments. As a SOURCE, point is a point ID or "latest";
-// as a SINK it is "new".
-func parseS3(u *url.URL, r role) (s3Location, error) {
-	const form = "s3://bucket/prefix/vm/point/disk"
-	if u.Host == "" || u.User != nil || u.Port() != "" || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
-		return s3Location{}, fmt.Errorf("want %s: a bucket, an optional key prefix, then the VM, the recovery point and the disk", form)
-	}
-	segs := strings.Split(strings.Trim(u.Path, "/"), "/")
-	if len(segs) < 3 || strings.Contains(strings.Trim(u.Path, "/"), "//") {
-		return s3Location{}, fmt.Errorf("want %s: the path needs the VM, the recovery point and the disk", form)
-	}
-	n := len(segs)
-	l := s3Location{bucket: u.Host, prefix: strings.Join(segs[:n-3], "/"), vm: segs[n-3], point: segs[n-2], disk: segs[n-1]}
-	switch {
-	case r == roleSink && l.point != pointNew:
-		return l, fmt.Errorf("the store assigns the ID of a new recovery point: write %s", s3Location{l.bucket, l.prefix, l.vm, pointNew, l.disk}.url())
-	case r == roleSource && l.point == pointNew:
-		return l, fmt.Errorf("%q names a point to write: to read, give a recovery point ID or %q", pointNew, pointLatest)
-	}
-	return l, nil
-}
-
-// store returns the backup store the location names.
-func (c *cloud) store(ctx context.Context, l s3Location) (*s3.Store, error) {
-	client, err := c.s3Client(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return s3.New(client, l.bucket, l.prefix, s3.Options{}), nil
-}
-
-// openS3 opens a disk of a committed recovery point.
-func (c *cloud) openS3(ctx context.Context, u *url.URL) (source, error) {
-	l, err := parseS3(u, roleSource)
-	if err != nil {
-		return nil, err
-	}
-	st, err := c.store(ctx, l)
-	if err != nil {
-		return nil, err
-	}
-	if l.point == pointLatest {
-		p, err := st.Latest(ctx, l.vm)
-		if err != nil {
-			return nil, err
-		}
-		l.point = p.ID
-	}
-	src, err := st.OpenDisk(ctx, l.vm, l.point, l.disk)
-	if err != nil {
-		return nil, err
-	}
-	return s3Source{src}, nil
-}
-
-// s3Source is a disk of a recovery point. Its methods are those of
-// *s3.Source: allocated extents, changes since another point, recorded
-// checksums.
-type s3Source struct{ *s3.Source }
-
-// Close releases nothing: the source holds no connection of its own.
-func (s3Source) Close() error { return nil }
-
-// createS3 begins a new recovery point of the URL's VM with one disk, of
-// size bytes, named by the URL, or with o.State continues the point an
-// interrupted copy left pending.
-func (c *cloud) createS3(ctx context.Context, u *url.URL, size int64, o sinkOptions) (draas.VolumeSink, error) {
-	l, err := parseS3(u, roleSink)
-	if err != nil {
-		return nil, err
-	}
-	st, err := c.store(ctx, l)
-	if err != nil {
-		return nil, err
-	}
-	if o.State != nil {
-		vm, point, err := s3.ResumeStatePoint(o.State)
-		if err != nil {
-			return nil, err
-		}
-		if vm != l.vm {
-			return nil, draas.Invalidf("the checkpoint belongs to a copy into VM %s, not %s: give that copy's SINK, or delete the checkpoint to start over", vm, l.vm)
-		}
-		w, err := st.ResumePoint(ctx, vm, point)
-		if err != nil {
-			return nil, err
-		}
-		sink, err := w.ResumeDisk(o.State)
-		if err != nil {
-			_ = w.Abort(context.WithoutCancel(ctx))
-			return nil, err
-		}
-		l.point = w.ID()
-		return &pointSink{Sink: sink, w: w, loc: l}, nil
-	}
-	at, err := nextPointTime(ctx, st, l.vm)
-	if err != nil {
-		return nil, err
-	}
-	w, err := st.BeginPoint(ctx, l.vm, []draas.Disk{{Name: l.disk, Size: size}}, at)
-	if err != nil {
-		return nil, err
-	}
-	sink, err := w.Disk(l.disk)
-	if err != nil {
-		_ = w.Abort(context.WithoutCancel(ctx))
-		return nil, err
-	}
-	l.point = w.ID()
-	return &pointSink{Sink: sink, w: w, loc: l}, nil
-}
-
-// nextPointTime returns the time for a new recovery point of vm: now, to
-// the second. Point IDs sort by their time to the second, so a point made
-// in the same second as the VM's latest could sort before it, and "latest"
-// would then name the older one; nextPointTime waits for the next second
-// instead.
-func nextPointTime(ctx context.Context, st *s3.Store, vm string) (time.Time, error) {
-	now := time.Now().Truncate(time.Second)
-	latest, err := st.Latest(ctx, vm)
-	switch {
-	case errors.Is(err, draas.ErrNotFound):
-		return now, nil
-	case err != nil:
-		return time.Time{}, err
-	case !latest.Time.Truncate(time.Second).Equal(now):
-		return now, nil
-	}
-	next := now.Add(time.Second)
-	select {
-	case <-ctx.Done():
-		return time.Time{}, ctx.Err()
-	case <-time.After(time.Until(next)):
-		return next, nil
-	}
-}
-
-// pointSink writes the one disk of a new recovery point: the store's disk
-// sink, whose Commit also commits the point (the atomic step that makes it
-// visible) and whose Abort also aborts it. Its other methods are those of
-// *s3.Sink: read-back for --verify, resume state for --checkpoint.
-type pointSink struct {
-	*s3.Sink
-	w   *s3.PointWriter
-	loc s3Location
-}
-
-// Commit commits the disk, then the recovery point.
-func (p *pointSink) Commit(ctx context.Context) error {
-	if err := p.Sink.Commit(ctx); err != nil {
-		return err
-	}
-	return p.w.Commit(ctx)
-}
-
-// Abort aborts the disk and the recovery point.
-func (p *pointSink) Abort(ctx context.Context) error {
-	err := p.Sink.Abort(ctx)
-	if errors.Is(err, draas.ErrClosed) {
-		err = nil // the disk committed, the point did not
-	}
-	return errors.Join(err, p.w.Abort(ctx))
-}
-
-// Created returns the URL of the disk written, with its new point's ID.
-func (p *pointSink) Created() string { return p.loc.url() }
-
-// ---- ebs://snap-… and ebs://new[?parent=snap-…] ------------------------
-
-// snapshotNew is the host of an ebs URL that creates a snapshot.
-const snapshotNew = "new"
-
-// ebsLocation is a parsed ebs URL.
-type ebsLocation struct {
-	// snapshot is the snapshot to read; "" for a new one.
-	snapshot string
-	// parent is the snapshot a new one is incremental on, or "".
-	parent string
-}
-
-// parseEBS parses ebs://snap-… (a SOURCE) or ebs://new[?parent=snap-…] (a
-// SINK).
-func parseEBS(u *url.URL, r role) (ebsLocation, error) {
-	if u.User != nil || u.Port() != "" || (u.Path != "" && u.Path != "/") || u.Fragment != "" || u.Opaque != "" {
-		return ebsLocation{}, errors.New("want ebs://snap-0123456789abcdef0 to read a snapshot, or ebs://new (ebs://new?parent=snap-…) to create one")
-	}
-	q, err := url.ParseQuery(u.RawQuery)
-	if err != nil {
-		return ebsLocation{}, fmt.Errorf("bad query %q: %v", u.RawQuery, err)
-	}
-	switch r {
-	case roleSource:
-		if u.Host == snapshotNew {
-			return ebsLocation{}, errors.New("ebs://new creates a snapshot: to read one, name it, as in ebs://snap-0123456789abcdef0")
-		}
-		if !strings.HasPrefix(u.Host, "snap-") || len(q) > 0 {
-			return ebsLocation{}, errors.New("want a snapshot ID and nothing else, as in ebs://snap-0123456789abcdef0")
-		}
-		return ebsLocation{snapshot: u.Host}, nil
-	default:
-		if strings.HasPrefix(u.Host, "snap-") {
-			return ebsLocation{}, fmt.Errorf("a snapshot cannot be written once completed: write ebs://new, or ebs://new?parent=%s for a new snapshot incremental on it", u.Host)
-		}
-		if u.Host != snapshotNew {
-			return ebsLocation{}, errors.New("want ebs://new, or ebs://new?parent=snap-… for a snapshot incremental on a parent")
-		}
-		parent := q.Get("parent")
-		delete(q, "parent")
-		if len(q) > 0 || (parent != "" && !strings.HasPrefix(parent, "snap-")) {
-			return ebsLocation{}, errors.New("the only query an ebs SINK takes is parent=snap-…, the snapshot the new one is incremental on")
-		}
-		return ebsLocation{parent: parent}, nil
-	}
-}
-
-// openEBS opens a completed snapshot. A snapshot that diskcopy or draas
-// wrote carries the disk's exact size in its draas:size tag (a snapshot
-// holds whole GiB); the source then ends there, so that a disk copied into
-// EBS and back is byte-identical. Without the tag, or when the tags cannot
-// be read, the source is the whole snapshot.
-func (c *cloud) openEBS(ctx context.Context, u *url.URL) (source, error) {
-	l, err := parseEBS(u, roleSource)
-	if err != nil {
-		return nil, err
-	}
-	client, err := c.ebsClient(ctx)
-	if err != nil {
-		return nil, err
-	}
-	src, err := ebs.OpenSnapshot(ctx, client, l.snapshot, ebs.SourceOptions{})
-	if err != nil {
-		return nil, err
-	}
-	size, err := c.taggedSize(ctx, l.snapshot)
-	switch {
-	case err != nil:
-		fmt.Fprintf(c.notice, "diskcopy: note: reading the whole %s of snapshot %s: its %s tag could not be read (%v)\n", formatBytes(src.Size()), l.snapshot, draas.TagSize, err)
-	case size > 0 && size < src.Size():
-		return &sizedSource{src: src, size: size}, nil
-	}
-	return ebsSource{src}, nil
-}
-
-// taggedSize returns the disk size recorded in snapshot id's draas:size
-// tag, or 0 when it has none.
-func (c *cloud) taggedSize(ctx context.Context, id string) (int64, error) {
-	client, err := c.ec2Client(ctx)
-	if err != nil {
-		return 0, err
-	}
-	out, err := client.DescribeSnapshots(ctx, &awsec2.DescribeSnapshotsInput{SnapshotIds: []string{id}})
-	if err != nil {
-		return 0, err
-	}
-	for _, s := range out.Snapshots {
-		for _, t := range s.Tags {
-			if aws.ToString(t.Key) == draas.TagSize {
-				return strconv.ParseInt(aws.ToString(t.Value), 10, 64)
-			}
-		}
-	}
-	return 0, nil
-}
-
-// ebsSource is a completed snapshot. Its methods are those of *ebs.Source.
-type ebsSource struct{ *ebs.Source }
-
-// Close releases nothing.
-func (ebsSource) Close() error { return nil }
-
-// sizedSource is a snapshot read up to the size of the disk it holds, which
-// ends inside its last GiB. It keeps the snapshot's allocated extents,
-// changed blocks and checksums; the last block, cut short, is checked
-// against the checksum of the whole block and handed on with the checksum
-// of its part.
-type sizedSource struct {
-	src  *ebs.Source
-	size int64
-}
-
-var (
-	_ draas.ExtentSource   = (*sizedSource)(nil)
-	_ draas.ChangeTracker  = (*sizedSource)(nil)
-	_ draas.ChecksumSource = (*sizedSource)(nil)
-)
-
-// Size returns the disk's size.
-func (s *sizedSource) Size() int64 { return s.size }
-
-// BlockSize returns the snapshot's block size.
-func (s *sizedSource) BlockSize() int { return ebs.BlockSize }
-
-// ReadAt reads the snapshot, up to the disk's size.
-func (s *sizedSource) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
-	if off >= s.size {
-		return 0, io.EOF
-	}
-	n := int(min(int64(len(p)), s.size-off))
-	m, err := s.src.ReadAt(ctx, p[:n], off)
-	if err == nil && n < len(p) {
-		err = io.EOF
-	}
-	return m, err
-}
-
-// ReadBlock reads the block at off. For the last block, shorter than the
-// snapshot's, it checks the whole block against the checksum AWS returned
-// and returns the checksum of the part that belongs to the disk.
-func (s *sizedSource) ReadBlock(ctx context.Context, p []byte, off int64) ([32]byte, bool, error) {
-	blen := min(int64(ebs.BlockSize), s.size-off)
-	if blen == ebs.BlockSize {
-		return s.src.ReadBlock(ctx, p, off)
-	}
-	whole := make([]byte, ebs.BlockSize)
-	sum, ok, err := s.src.ReadBlock(ctx, whole, off)
-	if err != nil {
-		return sum, false, err
-	}
-	if ok && sha256.Sum256(whole) != sum {
-		return sum, false, &draas.OpError{Op: "GetSnapshotBlock", Resource: fmt.Sprintf("%s block %d", s.src.SnapshotID(), off/ebs.BlockSize),
-			Kind: draas.ErrChecksumMismatch, Err: errors.New("block data does not match the checksum AWS returned")}
-	}
-	n := copy(p, whole[:blen])
-	clear(p[n:])
-	return sha256.Sum256(whole[:blen]), ok, nil
-}
-
-// AllocatedExtents returns the snapshot's blocks that lie within the disk.
-func (s *sizedSource) AllocatedExtents(ctx context.Context) ([]draas.Extent, error) {
-	exts, err := s.src.AllocatedExtents(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return clip(exts, s.size), nil
-}
-
-// ChangedExtents returns the blocks within the disk that differ between
-// snapshot base and this one.
-func (s *sizedSource) ChangedExtents(ctx context.Context, base string) ([]draas.Extent, error) {
-	exts, err := s.src.ChangedExtents(ctx, base)
-	if err != nil {
-		return nil, err
-	}
-	return clip(exts, s.size), nil
-}
-
-// Close releases nothing.
-func (s *sizedSource) Close() error { return nil }
-
-// clip cuts sorted extents at size.
-func clip(exts []draas.Extent, size int64) []draas.Extent {
-	out := exts[:0:0]
-	for _, e := range exts {
-		if e.Offset >= size {
-			break
-		}
-		e.Length = min(e.Length, size-e.Offset)
-		out = append(out, e)
-	}
-	return out
-}
-
-// createEBS starts a snapshot through the EBS direct APIs, tagged with the
-// disk's size, incremental on the URL's parent if it names one; with
-// o.State it continues the pending snapshot of an interrupted copy.
-func (c *cloud) createEBS(ctx context.Context, u *url.URL, size int64, o sinkOptions) (draas.VolumeSink, error) {
-	l, err := parseEBS(u, roleSink)
-	if err != nil {
-		return nil, err
-	}
-	client, err := c.ebsClient(ctx)
-	if err != nil {
-		return nil, err
-	}
-	ec2c, err := c.ec2Client(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var sink *ebs.Sink
-	if o.State != nil {
-		sink, err = ebs.ResumeSink(ctx, client, o.State, ebs.SinkOptions{})
-	} else {
-		sink, err = ebs.NewSink(ctx, client, size, ebs.SinkOptions{
-			ParentSnapshotID: l.parent,
-			Description:      "diskcopy of " + o.Source,
-			Tags:             map[string]string{draas.TagSize: strconv.FormatInt(size, 10)},
-		})
-	}
-	if err != nil {
-		return nil, err
-	}
-	return &snapshotSink{Sink: sink, ebs: client, ec2: ec2c, parent: l.parent}, nil
-}
-
-// snapshotSink writes a new snapshot. Its Abort also deletes the pending
-// snapshot, which the EBS direct APIs alone cannot do, so that a failed
-// copy leaves nothing behind. Its other methods are those of *ebs.Sink.
-type snapshotSink struct {
-	*ebs.Sink
-	ebs    ebs.API
-	ec2    *awsec2.Client
-	parent string
-}
-
-// Abort stops the sink and deletes its snapshot.
-func (s *snapshotSink) Abort(ctx context.Context) error {
-	err := s.Sink.Abort(ctx)
-	if _, derr := s.ec2.DeleteSnapshot(ctx, &awsec2.DeleteSnapshotInput{SnapshotId: aws.String(s.SnapshotID())}); derr != nil {
-		err = errors.Join(err, fmt.Errorf("delete the unfinished snapshot %s (delete it by hand): %w", s.SnapshotID(), derr))
-	}
-	return err
-}
-
-// Created returns the new snapshot's URL.
-func (s *snapshotSink) Created() string { return "ebs://" + s.SnapshotID() }
-
-// Cover returns the extents a copy into this snapshot must write besides
-// the source's allocated ones: the parent's blocks, which a new snapshot
-// starts with and which must be overwritten (with zeros where the source
-// has none) for the snapshot to equal the source. Without it the copier
-// would write every block of the disk, holes as zeros; with it, blocks that
-// neither the source nor the parent holds are zero in both and skipped.
-func (s *snapshotSink) Cover(ctx context.Context) ([]draas.Extent, error) {
-	if s.parent == "" {
-		return nil, nil
-	}
-	p, err := ebs.OpenSnapshot(ctx, s.ebs, s.parent, ebs.SourceOptions{})
-	if err != nil {
-		return nil, err
-	}
-	return p.AllocatedExtents(ctx)
 }

@@ -14,10 +14,13 @@
 //	                                   point is an ID or "latest", and "new" as SINK
 //	ebs://snap-0123456789abcdef0       an EBS snapshot, through the EBS direct APIs;
 //	                                   as SINK ebs://new or ebs://new?parent=snap-…
+//	vmdk:///abs/path/disk.vmdk         a VMDK file (?subformat=… as SINK)
+//	vsphere://user@vcenter/VM/disk-N   disk N of a powered-off vSphere VM; the password
+//	                                   comes from DRAAS_VSPHERE_PASSWORD
 //
-// Other schemes (vmdk, vsphere) are listed by -h and will be added as the
-// library grows. The s3 and ebs schemes use the AWS SDK's normal
-// configuration (environment, ~/.aws files, SSO, instance role);
+// The schemes are those of package diskurl; -h describes them. The s3 and
+// ebs schemes use the AWS SDK's normal configuration (environment, ~/.aws
+// files, SSO, instance role);
 // --endpoint and --s3-endpoint (or AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_S3)
 // point them at a simulator such as examples/awssim, which prints its
 // endpoint and, on its second line, its S3 endpoint:
@@ -54,6 +57,7 @@ import (
 
 	"github.com/opendraas/draas"
 	"github.com/opendraas/draas/blockcopy"
+	"github.com/opendraas/draas/diskurl"
 )
 
 // Exit codes.
@@ -72,7 +76,9 @@ func main() {
 
 // config is the parsed command line.
 type config struct {
-	source, sink endpoint
+	// sourceArg and sinkArg are SOURCE and SINK as the user typed them.
+	sourceArg, sinkArg string
+	source, sink       *diskurl.Location
 
 	concurrency int
 	verify      bool
@@ -116,9 +122,7 @@ func (e copyError) Unwrap() error { return e.err }
 // stderr, and returns the exit code. progress says whether stderr is a
 // terminal that can show a progress bar. ctx is cancelled on Ctrl-C.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, progress bool) int {
-	c := &cloud{notice: stderr}
-	ss := defaultSchemes(c)
-	cfg, err := parseArgs(args, ss, stderr)
+	cfg, err := parseArgs(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return exitOK
 	}
@@ -126,7 +130,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, progress 
 		fmt.Fprintf(stderr, "diskcopy: %v\nRun 'diskcopy -h' for usage.\n", err)
 		return exitUsage
 	}
-	c.endpoint, c.s3Endpoint, c.concurrency = cfg.endpoint, cfg.s3Endpoint, cfg.concurrency
 	res, err := copyDisk(ctx, cfg, stderr, progress && !cfg.quiet)
 	stats := res.Stats
 	var ue usageError
@@ -167,7 +170,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, progress 
 
 // parseArgs parses the command line. Flags come before SOURCE and SINK. It
 // returns flag.ErrHelp after printing the usage for -h.
-func parseArgs(args []string, ss schemes, stderr io.Writer) (config, error) {
+func parseArgs(args []string, stderr io.Writer) (config, error) {
 	var cfg config
 	var rate byteFlag
 	fs := flag.NewFlagSet("diskcopy", flag.ContinueOnError)
@@ -188,7 +191,7 @@ func parseArgs(args []string, ss schemes, stderr io.Writer) (config, error) {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintf(stderr, "Usage: diskcopy [flags] SOURCE SINK\n\n")
-			fmt.Fprintf(stderr, "Copies the disk at SOURCE to SINK. SOURCE and SINK are URLs:\n%s\n", ss.help())
+			fmt.Fprintf(stderr, "Copies the disk at SOURCE to SINK. SOURCE and SINK are URLs:\n%s\n", schemeHelp(registry(cfg, stderr)))
 			fmt.Fprintf(stderr, "s3 and ebs URLs use the AWS SDK's configuration (AWS_REGION, AWS_PROFILE, ~/.aws,\nSSO, instance role); --endpoint and --s3-endpoint point them at a simulator.\n\n")
 			fmt.Fprintf(stderr, "Flags:\n")
 			fs.SetOutput(stderr)
@@ -217,14 +220,16 @@ func parseArgs(args []string, ss schemes, stderr io.Writer) (config, error) {
 	if cfg.resume && cfg.overwrite {
 		return cfg, usagef("--resume and --overwrite contradict each other: --resume continues a partial copy, --overwrite starts afresh")
 	}
+	reg := registry(cfg, stderr)
 	var err error
-	if cfg.source, err = ss.parse(pos[0], roleSource); err != nil {
-		return cfg, usageError{err}
+	cfg.sourceArg, cfg.sinkArg = pos[0], pos[1]
+	if cfg.source, err = reg.Parse(pos[0], diskurl.AsSource); err != nil {
+		return cfg, argError("SOURCE", err)
 	}
-	if cfg.sink, err = ss.parse(pos[1], roleSink); err != nil {
-		return cfg, usageError{err}
+	if cfg.sink, err = reg.Parse(pos[1], diskurl.AsSink); err != nil {
+		return cfg, argError("SINK", err)
 	}
-	if cfg.source.url.String() == cfg.sink.url.String() {
+	if cfg.source.String() == cfg.sink.String() {
 		return cfg, usagef("SOURCE and SINK are the same disk (%s): a disk cannot be copied onto itself", pos[0])
 	}
 	for _, e := range []struct{ flag, url string }{{"--endpoint", cfg.endpoint}, {"--s3-endpoint", cfg.s3Endpoint}} {
@@ -235,10 +240,33 @@ func parseArgs(args []string, ss schemes, stderr io.Writer) (config, error) {
 			return cfg, usagef("%s %q is not an endpoint URL: give one such as http://127.0.0.1:4566", e.flag, e.url)
 		}
 	}
-	if cfg.changedSince != "" && (cfg.sink.scheme.name != "ebs" || cfg.sink.url.Query().Get("parent") == "") {
+	if cfg.changedSince != "" && (cfg.sink.Scheme() != "ebs" || cfg.sink.URL.Query().Get("parent") == "") {
 		return cfg, usagef("--changed-since copies only the changes, so SINK must start with BASE's content: give SINK ebs://new?parent=snap-… whose parent holds BASE")
 	}
 	return cfg, nil
+}
+
+// argError is the usage error for a SOURCE or SINK (name) that the
+// registry refused with err: it names the argument as the user typed it.
+func argError(name string, err error) error {
+	var ue *diskurl.Error
+	switch {
+	case !errors.As(err, &ue):
+		return usageError{err}
+	case ue.URL == "":
+		return usagef("%s is empty: %v", name, ue.Err)
+	default:
+		return usagef("%s %q: %v", name, ue.URL, ue.Err)
+	}
+}
+
+// schemeHelp describes the registry's schemes for the usage text.
+func schemeHelp(r *diskurl.Registry) string {
+	var b strings.Builder
+	for _, s := range r.Schemes() {
+		fmt.Fprintf(&b, "  %s\n      %s\n", s.Example, strings.ReplaceAll(s.About, "\n", "\n      "))
+	}
+	return b.String()
 }
 
 // copyDisk opens the source, creates the sink and copies. showBar turns on
@@ -255,24 +283,24 @@ func copyDisk(ctx context.Context, cfg config, stderr io.Writer, showBar bool) (
 		ckpt = blockcopy.FileCheckpoint(cfg.checkpoint)
 	}
 
-	src, err := cfg.source.open(ctx)
+	src, err := cfg.source.Open(ctx)
 	if err != nil {
-		return outcome{}, fmt.Errorf("open SOURCE %s: %w", cfg.source.arg, err)
+		return outcome{}, fmt.Errorf("open SOURCE %s: %w", cfg.sourceArg, err)
 	}
 	defer src.Close()
 
-	so := sinkOptions{Overwrite: cfg.overwrite, Resume: cfg.resume, Source: cfg.source.arg}
+	so := diskurl.SinkOptions{Overwrite: cfg.overwrite, Resume: cfg.resume, Description: "diskcopy of " + cfg.sourceArg}
 	if cfg.resume && ckpt != nil {
 		if so.State, err = blockcopy.SinkState(ctx, ckpt); err != nil {
 			return outcome{}, fmt.Errorf("read checkpoint %s: %w", cfg.checkpoint, err)
 		}
 	}
-	dst, err := cfg.sink.create(ctx, src.Size(), so)
+	dst, err := cfg.sink.Create(ctx, src.Size(), so)
 	if errors.Is(err, fs.ErrExist) && !cfg.overwrite {
-		return outcome{}, fmt.Errorf("SINK %s already exists: add --overwrite to replace it", cfg.sink.arg)
+		return outcome{}, fmt.Errorf("SINK %s already exists: add --overwrite to replace it", cfg.sinkArg)
 	}
 	if err != nil {
-		return outcome{}, fmt.Errorf("create SINK %s: %w", cfg.sink.arg, err)
+		return outcome{}, fmt.Errorf("create SINK %s: %w", cfg.sinkArg, err)
 	}
 
 	exts, err := plannedExtents(ctx, cfg, src, dst)
@@ -299,7 +327,7 @@ func copyDisk(ctx context.Context, cfg config, stderr io.Writer, showBar bool) (
 			// its partial output.
 			_ = c.Close()
 		}
-		return outcome{Stats: stats}, copyError{fmt.Errorf("copy %s to %s: %w", cfg.source.arg, cfg.sink.arg, err)}
+		return outcome{Stats: stats}, copyError{fmt.Errorf("copy %s to %s: %w", cfg.sourceArg, cfg.sinkArg, err)}
 	}
 	if ckpt != nil {
 		// The copy is committed: a leftover checkpoint would only make the
@@ -309,46 +337,32 @@ func copyDisk(ctx context.Context, cfg config, stderr io.Writer, showBar bool) (
 		}
 	}
 	res := outcome{Stats: stats}
-	if c, ok := dst.(createdSink); ok {
+	if c, ok := dst.(diskurl.CreatedSink); ok {
 		res.Created = c.Created()
 	}
 	return res, nil
 }
 
-// plannedExtents returns the extents the copy covers: nil (the source's
-// allocated extents) for a plain copy; with --changed-since, the extents
-// the source reports changed since the base; for a sink that starts with
-// content of its own (a snapshot on a parent), the source's allocated
-// extents and the sink's: what the parent holds and the source does not is
-// overwritten with zeros, and blocks neither holds are skipped rather than
-// written as zeros.
-func plannedExtents(ctx context.Context, cfg config, src source, dst draas.VolumeSink) ([]draas.Extent, error) {
+// plannedExtents returns the extents the copy covers: with
+// --changed-since, the extents the source reports changed since the base;
+// otherwise those diskurl.Extents plans (nil, the source's allocated
+// extents, unless the sink starts with content of its own).
+func plannedExtents(ctx context.Context, cfg config, src diskurl.Source, dst draas.VolumeSink) ([]draas.Extent, error) {
 	if cfg.changedSince != "" {
 		exts, err := draas.ChangedExtents(ctx, src, cfg.changedSince)
 		if err != nil {
-			return nil, fmt.Errorf("SOURCE %s cannot say what changed since %s (%w): check BASE, or drop --changed-since to copy everything", cfg.source.arg, cfg.changedSince, err)
+			return nil, fmt.Errorf("SOURCE %s cannot say what changed since %s (%w): check BASE, or drop --changed-since to copy everything", cfg.sourceArg, cfg.changedSince, err)
 		}
 		if exts == nil {
 			exts = []draas.Extent{} // nothing changed: copy nothing
 		}
 		return exts, nil
 	}
-	cov, ok := dst.(coveringSink)
-	if !ok {
-		return nil, nil
-	}
-	theirs, err := cov.Cover(ctx)
+	exts, err := diskurl.Extents(ctx, src, dst)
 	if err != nil {
-		return nil, fmt.Errorf("SINK %s: list the blocks it starts with: %w", cfg.sink.arg, err)
+		return nil, fmt.Errorf("plan the copy of %s into %s: %w", cfg.sourceArg, cfg.sinkArg, err)
 	}
-	if len(theirs) == 0 {
-		return nil, nil
-	}
-	ours, err := draas.AllocatedExtents(ctx, src)
-	if err != nil {
-		return nil, fmt.Errorf("SOURCE %s: list its allocated extents: %w", cfg.source.arg, err)
-	}
-	return clip(draas.NormalizeExtents(append(ours, theirs...)), src.Size()), nil
+	return exts, nil
 }
 
 // failureAdvice says what to do after blockcopy.Copy failed with err: how
@@ -358,7 +372,7 @@ func failureAdvice(err error, cfg config, args []string) string {
 	if errors.Is(err, blockcopy.ErrVerify) {
 		return "SINK was written but does not read back as SOURCE: do not use it; check the storage, then copy again with --overwrite."
 	}
-	partial := cfg.sink.partialPath()
+	partial := cfg.sink.PartialPath()
 	kept := false
 	if partial != "" {
 		_, serr := os.Stat(partial)

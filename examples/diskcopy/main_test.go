@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/opendraas/draas/blockcopy"
+	"github.com/opendraas/draas/internal/oracle"
 )
 
 // TestCommand builds the diskcopy binary once and runs it as a user would.
@@ -40,9 +41,7 @@ func TestCommand(t *testing.T) {
 	})
 
 	t.Run("vmdk round trip", func(t *testing.T) {
-		if _, err := exec.LookPath("qemu-img"); err != nil && os.Getenv("DRAAS_REQUIRE_ORACLES") == "" {
-			t.Log("qemu-img not found: the VMDK is checked by our reader only (apt-get install qemu-utils)")
-		}
+		q, haveQemu := oracle.Optional(t, "qemu-img", "the VMDK is checked by our reader only (apt-get install qemu-utils)")
 		dir := t.TempDir()
 		src := filepath.Join(dir, "disk.raw")
 		writeSparseDisk(t, src, 8<<20+4096, 5)
@@ -52,7 +51,7 @@ func TestCommand(t *testing.T) {
 			runCmd(t, bin, "--verify", "file://"+src, "vmdk://"+img+"?subformat="+sub).wantExit(t, exitOK)
 			runCmd(t, bin, "vmdk://"+img, "file://"+back).wantExit(t, exitOK)
 			assertSameFile(t, src, back)
-			if q, err := exec.LookPath("qemu-img"); err == nil {
+			if haveQemu {
 				if out, err := exec.Command(q, "compare", "-f", "raw", "-F", "vmdk", src, img).CombinedOutput(); err != nil {
 					t.Errorf("qemu-img compare %s: %v\n%s", sub, err, out)
 				}
@@ -243,45 +242,6 @@ func TestParseBytes(t *testing.T) {
 		if got, err := parseBytes(in); err == nil {
 			t.Errorf("parseBytes(%q) = %d, want an error", in, got)
 		}
-	}
-}
-
-func TestParseEndpoint(t *testing.T) {
-	ss := defaultSchemes(&cloud{})
-	for _, tc := range []struct {
-		arg      string
-		wantPath string // "" when an error is wanted
-	}{
-		{"file:///data/disk.raw", "/data/disk.raw"},
-		{"file://localhost/data/disk.raw", "/data/disk.raw"},
-		{"FILE:///data/a%20b.raw", "/data/a b.raw"},
-		{"/data/disk.raw", "/data/disk.raw"},
-		{"file://data/disk.raw", ""},
-		{"file:///data/disk.raw?x=1", ""},
-		{"vmdk:///data/d.vmdk?subformat=bogus", ""},
-		{"vmdk://host/d.vmdk", ""},
-		{"vsphere://vc.example/db", ""},
-		{"nope://x", ""},
-		{"", ""},
-	} {
-		e, err := ss.parse(tc.arg, roleSource)
-		if tc.wantPath == "" {
-			if err == nil {
-				t.Errorf("parse(%q) succeeded, want an error", tc.arg)
-			}
-			continue
-		}
-		if err != nil {
-			t.Errorf("parse(%q): %v", tc.arg, err)
-			continue
-		}
-		if p, _ := filePath(e.url); p != tc.wantPath {
-			t.Errorf("parse(%q) path = %q, want %q", tc.arg, p, tc.wantPath)
-		}
-	}
-	rel, err := ss.parse("disk.raw", roleSink)
-	if err != nil || !filepath.IsAbs(rel.url.Path) {
-		t.Errorf("relative bare path: %+v, %v; want an absolute file URL", rel.url, err)
 	}
 }
 

@@ -336,7 +336,7 @@ func printSummary(w io.Writer, run report.Run, interrupted bool) {
 			len(run.Cleanup.Removed), len(run.Cleanup.Remaining), run.Cleanup.Verified)
 	}
 	for _, vm := range run.VMs {
-		line := fmt.Sprintf("  %-12s %-7s", vm.Name, vm.Status)
+		line := fmt.Sprintf("  %-12s %-9s", vm.Name, vm.Status)
 		if vm.Error != "" {
 			line += " " + vm.Error
 		} else {

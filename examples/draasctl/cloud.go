@@ -21,8 +21,8 @@ import (
 	"github.com/opendraas/draas/aws/route53"
 	"github.com/opendraas/draas/aws/s3"
 	"github.com/opendraas/draas/backup"
-	"github.com/opendraas/draas/examples/internal/lab"
 	"github.com/opendraas/draas/failover"
+	"github.com/opendraas/draas/lab"
 	"github.com/opendraas/draas/plan"
 	"github.com/opendraas/draas/replicate"
 )
@@ -43,6 +43,8 @@ type cloud struct {
 	// store is the backup store; nil without --bucket.
 	store  *s3.Store
 	prober failover.Prober
+	// ec2Only judges health by the EC2 status checks alone (--health ec2).
+	ec2Only bool
 	// poll is the failover's health poll interval; 0 for its default.
 	poll time.Duration
 	// lab is the simulated environment with --simulate.
@@ -80,9 +82,7 @@ func (a *app) openCloud(ctx context.Context, p *plan.Plan, planPath string, n ne
 		if c.poll == 0 {
 			c.poll = lab.PollInterval // the lab's own, a few milliseconds
 		}
-		if a.g.health == "ec2" {
-			c.prober = ec2Only{}
-		}
+		c.ec2Only = a.g.health == "ec2"
 		return c, nil
 	}
 	region := a.g.region
@@ -112,9 +112,7 @@ func (a *app) openCloud(ctx context.Context, p *plan.Plan, planPath string, n ne
 		poll:     a.g.poll,
 		close:    func() {},
 	}
-	if a.g.health == "ec2" {
-		c.prober = ec2Only{}
-	}
+	c.ec2Only = a.g.health == "ec2"
 	if a.g.bucket != "" {
 		c.store = acct.BackupStore(a.g.bucket, a.g.prefix, s3.Options{})
 	} else if n.store {
@@ -165,11 +163,11 @@ func (a *app) awsConfig(ctx context.Context, region string) (aws.Config, error) 
 
 // backups is the backup store as replication reads it, or a stand-in that
 // says why there is none (status reads only the DR copies).
-func (c *cloud) backups() replicate.Backups {
+func (c *cloud) backups() draas.BackupReader {
 	if c.store == nil {
 		return noBackups{}
 	}
-	return replicate.BackupsOf(c.store)
+	return c.store
 }
 
 type noBackups struct{}
@@ -184,13 +182,6 @@ func (noBackups) OpenDisk(context.Context, string, string, string) (draas.BlockS
 	return nil, errNoBackups
 }
 
-// ec2Only passes TCP and HTTP health checks without running them
-// (--health ec2): the EC2 status checks alone judge health, for a machine
-// that cannot reach the instances' private addresses.
-type ec2Only struct{}
-
-func (ec2Only) Probe(context.Context, draas.Instance, plan.HealthCheck) error { return nil }
-
 // prepareSimulation gives the simulated site's VMs what a real site would
 // already have: a recovery point in the backup store each and, when copies
 // is set, a DR copy each. It prints that it does.
@@ -198,9 +189,13 @@ func (a *app) prepareSimulation(ctx context.Context, c *cloud, copies bool) erro
 	if c.lab == nil {
 		return nil
 	}
+	b, err := backup.New(c.lab.Snapshotter(), c.lab.Store, backup.Options{})
+	if err != nil {
+		return err
+	}
 	var names []string
 	for _, vm := range c.plan.VMs {
-		res, err := backup.Run(ctx, c.lab.Snapshotter(), c.lab.BackupStore(), vm.Name, backup.Options{})
+		res, err := b.Run(ctx, vm.Name)
 		if err != nil {
 			return fmt.Errorf("simulate: back up %s: %w", vm.Name, err)
 		}

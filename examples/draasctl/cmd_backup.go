@@ -60,10 +60,7 @@ func backupCmd(fs *flag.FlagSet) action {
 			return err
 		}
 		defer c.close()
-		var (
-			hv    backup.Hypervisor
-			store = backup.StoreOf(c.store)
-		)
+		var hv backup.Hypervisor
 		if c.lab != nil {
 			hv = c.lab.Snapshotter()
 		} else {
@@ -73,6 +70,10 @@ func backupCmd(fs *flag.FlagSet) action {
 			}
 			defer h.Close(context.WithoutCancel(ctx))
 			hv = fromvsphere.New(h, vsphere.BackupOptions{})
+		}
+		b, err := backup.New(hv, c.store, backup.Options{})
+		if err != nil {
+			return err
 		}
 
 		var (
@@ -84,7 +85,7 @@ func backupCmd(fs *flag.FlagSet) action {
 				break
 			}
 			a.log.Info("backup started", "plan", p.Name, "vm", vm)
-			res, err := backup.Run(ctx, hv, store, vm, backup.Options{})
+			res, err := b.Run(ctx, vm)
 			br := backupResult{Result: res}
 			if err != nil {
 				br.Error = err.Error()

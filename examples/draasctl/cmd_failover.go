@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
+	"time"
 
 	"github.com/opendraas/draas/failover"
 	"github.com/opendraas/draas/orchestrate"
@@ -33,11 +36,63 @@ func failoverCmd(fs *flag.FlagSet) action {
 			return err
 		}
 		_, err = a.runFailover(ctx, c, p, failover.Failover, true)
+		if done, ok := errors.AsType[*failover.AlreadyFailedOverError](err); ok {
+			return a.alreadyFailedOver(done)
+		}
 		if exitCode(ctx, err) == exitFailed {
 			a.failedRun(a.journalPath(p.Name, failover.Failover.String()))
 		}
 		return err
 	}
+}
+
+// alreadyFailedOver answers a failover refused because an earlier one's
+// instances run: with that run's report in the state directory, the
+// failover is done and the command says where its report is (exit 0);
+// without it (another --state, or another machine's run), it fails naming
+// the instances.
+func (a *app) alreadyFailedOver(done *failover.AlreadyFailedOverError) error {
+	path, run, ok := a.findReport(report.KindFailover, done.Plan, done.RunIDs())
+	if !ok {
+		return failed(fmt.Errorf("%w\nNo report of that failover is in %s: it ran with another --state, or elsewhere", done, a.g.state))
+	}
+	a.say("plan %s is already failed over: run %s, finished %s (%s).\nreport: %s\nNothing was done. To fail over again, terminate its instances first (after a failback): %s",
+		done.Plan, run.RunID, run.End.UTC().Format(time.RFC3339), verdictWord(run.Verdict().Overall), path, instanceList(done))
+	return nil
+}
+
+func instanceList(done *failover.AlreadyFailedOverError) string {
+	var parts []string
+	for _, in := range done.Instances {
+		parts = append(parts, in.VM+" "+in.InstanceID)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// findReport returns the newest report (by end time) in the state
+// directory of a run of kind and plan whose ID is one of runIDs.
+func (a *app) findReport(kind report.Kind, planName string, runIDs []string) (string, report.Run, bool) {
+	paths, _ := filepath.Glob(filepath.Join(a.g.state, string(kind)+"-*.json"))
+	var best report.Run
+	bestPath := ""
+	for _, path := range paths {
+		if strings.HasSuffix(path, ".detail.json") {
+			continue
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			continue
+		}
+		run, err := report.ReadJSON(f)
+		f.Close()
+		if err != nil || run.Kind != kind || run.Plan != planName || !slices.Contains(runIDs, run.RunID) {
+			continue
+		}
+		if bestPath == "" || run.End.After(best.End) {
+			best, bestPath = run, path
+		}
+	}
+	return bestPath, best, bestPath != ""
 }
 
 // drillCmd drills the plan and, with --cleanup, removes the drill again;
@@ -114,7 +169,7 @@ func (a *app) runFailover(ctx context.Context, c *cloud, p *plan.Plan, mode fail
 		return ran{}, err
 	}
 	opts := failover.Options{
-		DNS: c.dns, DrillDNS: c.dns, Prober: c.prober, Journal: j.orchestrate(), PollInterval: c.poll,
+		DNS: c.dns, DrillDNS: c.dns, Prober: c.prober, EC2StatusOnly: c.ec2Only, Journal: j.orchestrate(), PollInterval: c.poll,
 	}
 	// The progress bar counts the compiled graph's steps; events reach it
 	// only once the run has started.

@@ -190,17 +190,19 @@ func printStatus(w io.Writer, st []replicate.VMStatus) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "VM\tRECOVERY POINT\tAGE\tRPO\tCOPIES\tPENDING\tSTATUS")
 	for _, s := range st {
-		point, age, status := "none", "-", "OK"
+		point, age := "none", "-"
 		if s.RecoveryPoint != "" {
 			point, age = s.RecoveryPoint, s.Age.Round(time.Second).String()
 		}
-		if !s.OK {
-			status = "OVER RPO"
-			if s.RecoveryPoint == "" {
-				status = "NO DR COPY"
-			}
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\n", s.VM, point, age, s.Target, s.Copies, s.Pending, status)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\n", s.VM, point, age, s.Target, s.Copies, s.Pending, s.Condition())
 	}
 	tw.Flush()
+	for _, s := range st {
+		switch {
+		case s.Failed > 0:
+			fmt.Fprintf(w, "%s: %d copies of recovery point %s failed; the next replicate deletes them and copies again\n", s.VM, s.Failed, s.PendingPoint)
+		case s.PendingPoint != "":
+			fmt.Fprintf(w, "%s: the copy of recovery point %s is not complete: a replicate is running, or one failed or was interrupted (run draasctl replicate; its report says why)\n", s.VM, s.PendingPoint)
+		}
+	}
 }

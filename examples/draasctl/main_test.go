@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -28,9 +29,10 @@ import (
 	vcsim "github.com/vmware/govmomi/simulator"
 
 	"github.com/opendraas/draas"
-	"github.com/opendraas/draas/examples/internal/lab"
+	"github.com/opendraas/draas/lab"
 	"github.com/opendraas/draas/orchestrate"
 	"github.com/opendraas/draas/plan"
+	"github.com/opendraas/draas/replicate"
 	"github.com/opendraas/draas/report"
 )
 
@@ -365,6 +367,7 @@ func TestUsage(t *testing.T) {
 		{[]string{"drill", "-h"}, exitOK, "--cleanup removes it"},
 		{[]string{"validate"}, exitUsage, "want 1 argument(s), PLAN"},
 		{[]string{"validate", "testdata/nonexistent.yaml"}, exitUsage, "plan file testdata/nonexistent.yaml does not exist"},
+		{[]string{"validate", "testdata"}, exitUsage, "testdata: is a directory: name the plan's YAML file"},
 		{[]string{"--log-level", "loud", "validate", threeTier}, exitUsage, `--log-level "loud"`},
 		{[]string{"failback", threeTier}, exitUsage, "pass --from REPORT"},
 		{[]string{"failback", threeTier, "--from", "x.json", "--pre-seed", "--cut-over"}, exitUsage, "first --pre-seed"},
@@ -419,6 +422,21 @@ func (s simulator) instances(t *testing.T, role string) map[string][]string {
 	return got
 }
 
+// volumes returns the IDs and states of the volumes that are not deleted.
+func (s simulator) volumes(t *testing.T) []string {
+	t.Helper()
+	out, err := s.ec2.DescribeVolumes(context.Background(), &awsec2.DescribeVolumesInput{})
+	require.NoError(t, err)
+	var got []string
+	for _, v := range out.Volumes {
+		if v.State != ec2types.VolumeStateDeleted && v.State != ec2types.VolumeStateDeleting {
+			got = append(got, aws.ToString(v.VolumeId)+" "+string(v.State))
+		}
+	}
+	slices.Sort(got)
+	return got
+}
+
 func (s simulator) linuxImage(t *testing.T) string {
 	t.Helper()
 	out, err := s.ec2.DescribeImages(context.Background(), &awsec2.DescribeImagesInput{Owners: []string{"amazon"},
@@ -442,10 +460,22 @@ func TestInterruptedFailoverResumes(t *testing.T) {
 		"--state", state, "--poll", "10ms", "--health", "ec2", "--image-id", sim.linuxImage(t)}
 	args := func(more ...string) []string { return append(append([]string{}, global...), more...) }
 
-	r := ctl(t, nil, args("seed", threeTier)...)
+	// The simulator has no bucket until seed creates it, as an account
+	// would not: a mistyped bucket is named as missing, not taken for an
+	// empty store.
+	r := ctl(t, nil, args("replicate", threeTier)...)
+	assert.NotEqual(t, exitOK, r.code, r)
+	assert.Contains(t, r.stdout+r.stderr, "no bucket draas-backups")
+	assert.NotContains(t, r.stdout+r.stderr, "back it up first")
+
+	r = ctl(t, nil, args("seed", threeTier)...)
 	require.Equal(t, exitOK, r.code, r)
 	r = ctl(t, nil, args("replicate", threeTier)...)
 	require.Equal(t, exitOK, r.code, r)
+	r = ctl(t, nil, args("--bucket", "nosuch", "replicate", threeTier)...)
+	assert.NotEqual(t, exitOK, r.code, r)
+	assert.Contains(t, r.stdout+r.stderr, "no bucket nosuch")
+	assert.NotContains(t, r.stdout+r.stderr, "back it up first")
 	r = ctl(t, nil, args("status", threeTier)...)
 	require.Equal(t, exitOK, r.code, r)
 	assert.Regexp(t, `(?m)^web\s+\S+\s+\d+s\s+30m0s\s+1\s+0\s+OK$`, r.stdout)
@@ -458,6 +488,8 @@ func TestInterruptedFailoverResumes(t *testing.T) {
 	assert.Equal(t, exitInterrupted, p.wait(t, 20*time.Second), p.output())
 	assert.Contains(t, p.output(), "To resume, run the same command again with the same --state")
 	assert.Contains(t, p.output(), "failover of plan shop: INTERRUPTED")
+	assert.Regexp(t, `(?m)^\s+app\s+cancelled\s`, p.output(), "the VM the interruption stopped is cancelled, not failed")
+	assert.NotRegexp(t, `(?m)^\s+\S+\s+failed\s`, p.output())
 	journal := filepath.Join(state, "shop-failover.journal")
 	require.FileExists(t, journal)
 
@@ -490,8 +522,31 @@ func TestInterruptedFailoverResumes(t *testing.T) {
 	done, _ := filepath.Glob(filepath.Join(state, "shop-failover-*.journal.done"))
 	assert.Len(t, done, 1)
 
+	failoverReport := lastReport(t, r.stdout)
+
+	// The same command again, after the failover finished: it says the
+	// plan is failed over and where the report is, and makes nothing.
+	volumes := sim.volumes(t)
+	for _, v := range volumes {
+		assert.NotContains(t, v, " available", "the failover left a volume unused")
+	}
+	r = ctl(t, nil, args("failover", threeTier)...)
+	require.Equal(t, exitOK, r.code, r)
+	assert.Contains(t, r.stdout, "plan shop is already failed over: run "+run.RunID)
+	assert.Contains(t, r.stdout, "report: "+failoverReport)
+	assert.Equal(t, volumes, sim.volumes(t), "no volume made")
+	assert.Equal(t, after, sim.instances(t, "failover"), "no instance launched")
+	// With another state directory, the journal and the report are not
+	// there: the failover is refused, naming the instances that run.
+	r = ctl(t, nil, append(args("failover", threeTier), "--state", t.TempDir())...)
+	require.Equal(t, exitFailed, r.code, r)
+	assert.Contains(t, r.stderr, "failover shop: already failed over: VM app runs on instance "+after["app"][0]+" (run "+run.RunID+")")
+	assert.Contains(t, r.stderr, "No report of that failover is in")
+	assert.Equal(t, volumes, sim.volumes(t), "no volume made")
+	assert.Equal(t, after, sim.instances(t, "failover"), "no instance launched")
+
 	// Failback writes to vSphere, which this test has not.
-	r = ctl(t, nil, args("failback", threeTier, "--from", lastReport(t, r.stdout))...)
+	r = ctl(t, nil, args("failback", threeTier, "--from", failoverReport)...)
 	assert.Equal(t, exitUsage, r.code, r)
 	assert.Contains(t, r.stderr, "pass --vcenter URL")
 
@@ -506,7 +561,7 @@ func TestInterruptedFailoverResumes(t *testing.T) {
 	drillReport := lastReport(t, p.output())
 	run = readReport(t, drillReport)
 	require.Equal(t, "web", run.VMs[2].Name)
-	assert.Equal(t, report.StatusFailed, run.VMs[2].Status, "web's launch was cut short")
+	assert.Equal(t, report.StatusCancelled, run.VMs[2].Status, "web's launch was cut short: cancelled, not failed")
 	assert.NotContains(t, strings.Join(run.VMs[2].Notes, " "), "instance ", "the report names no instance of web")
 	require.FileExists(t, filepath.Join(state, "shop-drill.journal"))
 
@@ -671,4 +726,22 @@ func TestBackupFromVCenter(t *testing.T) {
 	r = ctl(t, creds, args("--vcenter", l.VCenter.URL, "--thumbprint", strings.Repeat("AB:", 31)+"AB", "backup", threeTier, "--vm", "db")...)
 	assert.Equal(t, exitFailed, r.code, r)
 	assert.Contains(t, r.stderr, "vCenter "+l.VCenter.URL)
+}
+
+// TestStatusSaysCopyPendingOrFailed: a VM within its RPO whose newer copy
+// a replicate left unfinished is not plain OK: status says the copy is
+// pending (or failed) and what to do.
+func TestStatusSaysCopyPendingOrFailed(t *testing.T) {
+	var b bytes.Buffer
+	printStatus(&b, []replicate.VMStatus{
+		{VM: "db", RecoveryPoint: "p1", Age: time.Minute, Target: 30 * time.Minute, OK: true, Copies: 1, Pending: 1, PendingPoint: "p2"},
+		{VM: "app", RecoveryPoint: "p1", Age: time.Minute, Target: 30 * time.Minute, OK: true, Copies: 1, Pending: 1, PendingPoint: "p2", Failed: 1},
+		{VM: "web", RecoveryPoint: "p1", Age: time.Minute, Target: 30 * time.Minute, OK: true, Copies: 1},
+	})
+	out := b.String()
+	assert.Regexp(t, `(?m)^db\s+p1\s+1m0s\s+30m0s\s+1\s+1\s+OK, COPY PENDING$`, out)
+	assert.Regexp(t, `(?m)^app\s+p1\s+1m0s\s+30m0s\s+1\s+1\s+OK, COPY FAILED$`, out)
+	assert.Regexp(t, `(?m)^web\s+p1\s+1m0s\s+30m0s\s+1\s+0\s+OK$`, out)
+	assert.Contains(t, out, "db: the copy of recovery point p2 is not complete")
+	assert.Contains(t, out, "app: 1 copies of recovery point p2 failed")
 }

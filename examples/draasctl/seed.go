@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"net/netip"
@@ -13,9 +14,11 @@ import (
 	awsec2 "github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	awsr53 "github.com/aws/aws-sdk-go-v2/service/route53"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/opendraas/draas/backup"
-	"github.com/opendraas/draas/examples/internal/lab"
+	"github.com/opendraas/draas/lab"
 	"github.com/opendraas/draas/plan"
 )
 
@@ -53,7 +56,13 @@ func seedCmd(fs *flag.FlagSet) action {
 		if err := seedZones(ctx, awsr53.NewFromConfig(cfg), p); err != nil {
 			return fmt.Errorf("seed the DNS zones: %w", err)
 		}
-		a.say("seeded the network and DNS zones of plan %s", p.Name)
+		s3c := awss3.NewFromConfig(cfg, func(o *awss3.Options) {
+			o.BaseEndpoint, o.UsePathStyle = aws.String(a.g.s3Endpoint), true
+		})
+		if err := seedBucket(ctx, s3c, a.g.bucket); err != nil {
+			return fmt.Errorf("seed the bucket: %w", err)
+		}
+		a.say("seeded the network, DNS zones and bucket %s of plan %s", a.g.bucket, p.Name)
 		// The lab generates the site's disks (and runs a simulator of its
 		// own, unused here); the backups go to the store at --s3-endpoint.
 		l, err := lab.Start(ctx, p, lab.Options{DiskMiB: a.g.diskMiB})
@@ -66,9 +75,13 @@ func seedCmd(fs *flag.FlagSet) action {
 			return err
 		}
 		defer c.close()
+		b, err := backup.New(l.Snapshotter(), c.store, backup.Options{})
+		if err != nil {
+			return err
+		}
 		var results []backup.Result
 		for _, vm := range p.VMs {
-			res, err := backup.Run(ctx, l.Snapshotter(), backup.StoreOf(c.store), vm.Name, backup.Options{})
+			res, err := b.Run(ctx, vm.Name)
 			if err != nil {
 				return fmt.Errorf("back up %s: %w", vm.Name, err)
 			}
@@ -80,6 +93,18 @@ func seedCmd(fs *flag.FlagSet) action {
 		}
 		return nil
 	}
+}
+
+// seedBucket creates the backup store's bucket, as an account would have
+// it; one that exists is fine.
+func seedBucket(ctx context.Context, api *awss3.Client, bucket string) error {
+	_, err := api.CreateBucket(ctx, &awss3.CreateBucketInput{Bucket: aws.String(bucket)})
+	var owned *s3types.BucketAlreadyOwnedByYou
+	var exists *s3types.BucketAlreadyExists
+	if errors.As(err, &owned) || errors.As(err, &exists) {
+		return nil
+	}
+	return err
 }
 
 // seedNetwork creates what the plan names: a production VPC with a

@@ -37,6 +37,10 @@ type pausingLauncher struct {
 	w        io.Writer
 }
 
+// Unwrap returns the launcher it wraps, so that its optional capabilities
+// (failover.Finder) stay visible.
+func (p *pausingLauncher) Unwrap() any { return p.InstanceLauncher }
+
 func (p *pausingLauncher) pause(ctx context.Context) error {
 	fmt.Fprintf(p.w, "draasctl: test hook %s=%s/%s: paused after the step's cloud call, until interrupted\n", pauseEnv, p.vm, p.step)
 	<-ctx.Done()

@@ -10,7 +10,7 @@ import (
 
 	"github.com/opendraas/draas"
 	"github.com/opendraas/draas/awssim"
-	"github.com/opendraas/draas/examples/internal/lab"
+	"github.com/opendraas/draas/lab"
 )
 
 // blockSize is the block size of the backup store's chunks and of EBS
@@ -43,7 +43,7 @@ func changeDisk(rng *rand.Rand, d disk, percent float64) (int, error) {
 		if _, err := d.ReadAt(held[:blen], off); err != nil {
 			return 0, err
 		}
-		if i%4 == 3 && !isZero(held[:blen]) {
+		if i%4 == 3 && !draas.IsZero(held[:blen]) {
 			clear(buf[:blen])
 			if _, err := d.WriteAt(buf[:blen], off); err != nil {
 				return 0, err
@@ -71,18 +71,6 @@ func fillRandom(rng *rand.Rand, p []byte) {
 	for i := range p {
 		p[i] = byte(rng.Uint32())
 	}
-}
-
-var zeros [4 << 20]byte
-
-func isZero(p []byte) bool {
-	for len(p) > len(zeros) {
-		if !bytes.Equal(p[:len(zeros)], zeros[:]) {
-			return false
-		}
-		p = p[len(zeros):]
-	}
-	return bytes.Equal(p, zeros[:len(p)])
 }
 
 // reader reads len(p) bytes at off of something holding a disk's bytes,

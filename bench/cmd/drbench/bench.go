@@ -138,7 +138,7 @@ func runBackup2EBS(ctx context.Context, w io.Writer, cfg config) error {
 		if err != nil {
 			return err
 		}
-		exts, err := src.ChangedExtents(ctx, prevPoint)
+		exts, err := draas.ChangedExtents(ctx, src, prevPoint)
 		if err != nil {
 			return err
 		}
@@ -216,7 +216,7 @@ func runReplicate(ctx context.Context, w io.Writer, cfg config) error {
 		data, size = data+n, size+sz
 	}
 	var ev eventLog
-	r, err := replicate.New(plan, replicate.BackupsOf(s.store), ebs.NewCopies(s.ebs, s.ec2, ebs.CopiesOptions{}),
+	r, err := replicate.New(plan, s.store, ebs.NewCopies(s.ebs, s.ec2, ebs.CopiesOptions{}),
 		replicate.Options{Copy: blockcopy.Options{Concurrency: cfg.concurrency}, VMConcurrency: cfg.vmConcurrency, Events: ev.add})
 	if err != nil {
 		return err

@@ -42,7 +42,7 @@ type sim struct {
 // startSim starts the simulator. concurrency sizes the EBS client's
 // connection pool. Close the result when done.
 func startSim(concurrency int) (*sim, error) {
-	srv, err := awssim.New(awssim.Options{})
+	srv, err := awssim.New(awssim.Options{Buckets: []string{"backups"}})
 	if err != nil {
 		return nil, fmt.Errorf("start the AWS simulator: %w", err)
 	}
@@ -170,10 +170,11 @@ func backup(ctx context.Context, store *s3.Store, vm string, disks map[string]st
 		defer src.Close()
 		srcs[i], spec[i] = src, draas.Disk{Name: name, Size: src.Size()}
 	}
-	w, err := store.BeginPoint(ctx, vm, spec, t)
+	pw, err := store.BeginPoint(ctx, vm, spec, t)
 	if err != nil {
 		return "", 0, fmt.Errorf("back up %s: %w", vm, err)
 	}
+	w := pw.(*s3.PointWriter) // for Disk: a full copy into an empty sink
 	for i, name := range names {
 		sink, err := w.Disk(name)
 		if err == nil {
@@ -261,7 +262,7 @@ func dataBytes(path string) (int64, error) {
 	var total int64
 	for {
 		n, err := io.ReadFull(f, buf)
-		if n > 0 && !isZero(buf[:n]) {
+		if n > 0 && !draas.IsZero(buf[:n]) {
 			total += int64(n)
 		}
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
@@ -289,13 +290,4 @@ func fileSize(path string) (int64, error) {
 		return 0, err
 	}
 	return fi.Size(), nil
-}
-
-func isZero(p []byte) bool {
-	for _, b := range p {
-		if b != 0 {
-			return false
-		}
-	}
-	return true
 }
