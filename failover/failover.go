@@ -138,12 +138,26 @@ type Options struct {
 	Preparer VolumePreparer
 	// Prober runs TCP and HTTP health checks; nil means NetProber{}.
 	Prober Prober
+	// EC2StatusOnly judges every VM's health by its instance's EC2 status
+	// checks alone, in place of the checks its plan lists, for a caller
+	// that cannot reach the instances' private addresses (a laptop outside
+	// the VPC, or a simulator whose instances have no network).
+	EC2StatusOnly bool
+	// ProbeTimeout bounds one run of one health check (a TCP connection,
+	// an HTTP request or an EC2 status call); 0 means 10s. A check that
+	// times out fails that attempt, and the wait polls again.
+	ProbeTimeout time.Duration
 	// Journal makes the run resumable: a run with the same journal skips
 	// the steps it records as finished.
 	Journal orchestrate.Journal
 	// Parallelism bounds the steps running at once; 0 means no limit.
 	Parallelism int
 	// Events receives the orchestration's events, one call at a time.
+	// While a VM's health checks fail, its healthy step reports each failed
+	// round as an orchestrate.EventRetried: Attempt counts the rounds, Err
+	// names the VM, the check and its error, Backoff is the wait before the
+	// next round. The wait ends at the plan's health timeout with a
+	// [*HealthError].
 	Events func(orchestrate.Event)
 	// PollInterval is the time between health polls; 0 means 5s.
 	PollInterval time.Duration
@@ -341,6 +355,20 @@ var vmSteps = []vmStep{
 	{name: stepDNS, after: []string{stepHealthy, stepDNSBefore}, dns: true, run: (*vmRun).updateDNS},
 }
 
+// retryCounters are a run's retry counters, one per VM, in the context
+// [Runner.Run] gives orchestrate.
+type retryCounters map[string]*retry.Counter
+
+type retryCountersKey struct{}
+
+// countRetries returns ctx counting its retries (those of the launcher's,
+// the copy store's and the DNS's requests) in the VM's counter of the run,
+// if the run keeps counters.
+func countRetries(ctx context.Context, vm string) context.Context {
+	cs, _ := ctx.Value(retryCountersKey{}).(retryCounters)
+	return retry.WithCounter(ctx, cs[vm])
+}
+
 // sid returns the ID of a VM's step.
 func sid(vm, step string) string { return vm + "/" + step }
 
@@ -374,7 +402,7 @@ func (r *Runner) Compile(p *plan.Plan, mode Mode) (*orchestrate.Graph, error) {
 			if st.dns && (len(vm.DNS) == 0 || v.dns() == nil) {
 				continue
 			}
-			s := orchestrate.Step{ID: sid(vm.Name, st.name), Labels: labels, Run: func(ctx context.Context) error { return st.run(v, ctx) }}
+			s := orchestrate.Step{ID: sid(vm.Name, st.name), Labels: labels, Run: func(ctx context.Context) error { return st.run(v, countRetries(ctx, vm.Name)) }}
 			for _, a := range st.after {
 				if a != runStep {
 					a = sid(vm.Name, a)
@@ -606,53 +634,6 @@ func (r *vmRun) launch(ctx context.Context) error {
 	}
 	// Only what the later steps and the report use.
 	return orchestrate.Put(ctx, instanceKey, draas.Instance{ID: inst.ID, PrivateIP: inst.PrivateIP})
-}
-
-// healthy waits until the EC2 status checks and every health check pass.
-func (r *vmRun) healthy(ctx context.Context) error {
-	inst, err := get(ctx, r, stepLaunch, instanceKey)
-	if err != nil {
-		return err
-	}
-	checks := r.vm.HealthChecks
-	if len(checks) == 0 {
-		checks = []plan.HealthCheck{{EC2: true}}
-	}
-	prober := r.opts.Prober
-	if prober == nil {
-		prober = NetProber{}
-	}
-	interval := r.opts.PollInterval
-	if interval <= 0 {
-		interval = 5 * time.Second
-	}
-	var last error
-	for {
-		last = nil
-		for _, hc := range checks {
-			if hc.EC2 {
-				st, err := r.launcher.Status(ctx, inst.ID)
-				if err != nil {
-					last = err
-				} else if !st.SystemOK || !st.InstanceOK {
-					last = fmt.Errorf("EC2 status checks of %s: system ok %t, instance ok %t", inst.ID, st.SystemOK, st.InstanceOK)
-				}
-			} else if err := prober.Probe(ctx, inst, hc); err != nil {
-				last = err
-			}
-			if last != nil {
-				break
-			}
-		}
-		if last == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("VM %s is not healthy: %w (last check: %v)", r.vm.Name, context.Cause(ctx), last)
-		case <-time.After(interval):
-		}
-	}
 }
 
 func (r *vmRun) zone() string {

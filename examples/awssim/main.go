@@ -9,7 +9,7 @@
 //
 //	awssim [--addr 127.0.0.1:PORT] [--region R] [--env-file FILE] [--bucket NAME]...
 //	       [--throttle OP=FRACTION]... [--latency OP=DURATION]...
-//	       [--fail-nth OP=N]... [--throttle-nth OP=N]...
+//	       [--fail-nth OP=N]... [--throttle-nth OP=N]... [--ebs-quotas]
 //	       [--volume-dir DIR] [--qemu] [--qemu-accel tcg|kvm] [--qemu-ports 22,80,443]
 //
 // --env-file writes, once the simulator listens, a file that a shell can
@@ -37,6 +37,13 @@
 //	--latency PutSnapshotBlock=50ms every PutSnapshotBlock takes 50 ms longer
 //	--fail-nth RunInstances=2       the 2nd RunInstances fails with HTTP 500
 //	--throttle-nth CreateTags=1     the 1st CreateTags is throttled
+//
+// --ebs-quotas enforces AWS's documented request-rate quotas of the EBS
+// direct APIs (awssim.AWSEBSRateLimits: PutSnapshotBlock and GetSnapshotBlock
+// 1,000 requests per second per snapshot and 5,000 per account,
+// ListChangedBlocks and ListSnapshotBlocks 50 per account, ...): requests
+// beyond them fail with RequestThrottledException, as in AWS, so that a
+// benchmark measures the share of the real ceiling a client reaches.
 //
 // --volume-dir keeps the volumes' data in sparse files in DIR rather than in
 // memory. --qemu has instances really run: RunInstances and StartInstances
@@ -167,6 +174,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		buckets = append(buckets, s)
 		return nil
 	})
+	quotas := fs.Bool("ebs-quotas", false, "enforce AWS's request-rate quotas of the EBS direct APIs (1,000 PutSnapshotBlock and GetSnapshotBlock per second per snapshot, ...)")
 	var faults []fault
 	for _, k := range []struct{ name, usage string }{
 		{"throttle", "throttle a fraction of the calls to an operation: `OP=FRACTION` (0 to 1, or a percentage), OP * for all (repeatable)"},
@@ -210,6 +218,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		opts.QEMU = q
 	}
+	if *quotas {
+		l := awssim.AWSEBSRateLimits()
+		opts.EBSRateLimits = &l
+	}
 	srv, err := awssim.New(opts)
 	if err != nil {
 		fmt.Fprintf(stderr, "awssim: %v\n", err)
@@ -248,6 +260,9 @@ credentials, for example:
 		for _, f := range faults {
 			fmt.Fprintf(stdout, "  %s\n", f)
 		}
+	}
+	if *quotas {
+		fmt.Fprintln(stdout, "\nEBS direct API quotas enforced: AWS's defaults (1,000 PutSnapshotBlock and GetSnapshotBlock per second per snapshot).")
 	}
 	fmt.Fprintln(stdout, "\nServing until interrupted.")
 

@@ -21,8 +21,8 @@ import (
 	"github.com/opendraas/draas/aws/route53"
 	"github.com/opendraas/draas/aws/s3"
 	"github.com/opendraas/draas/backup"
-	"github.com/opendraas/draas/examples/internal/lab"
 	"github.com/opendraas/draas/failover"
+	"github.com/opendraas/draas/lab"
 	"github.com/opendraas/draas/plan"
 	"github.com/opendraas/draas/replicate"
 )
@@ -43,6 +43,8 @@ type cloud struct {
 	// store is the backup store; nil without --bucket.
 	store  *s3.Store
 	prober failover.Prober
+	// ec2Only judges health by the EC2 status checks alone (--health ec2).
+	ec2Only bool
 	// poll is the failover's health poll interval; 0 for its default.
 	poll time.Duration
 	// lab is the simulated environment with --simulate.
@@ -80,9 +82,7 @@ func (a *app) openCloud(ctx context.Context, p *plan.Plan, planPath string, n ne
 		if c.poll == 0 {
 			c.poll = lab.PollInterval // the lab's own, a few milliseconds
 		}
-		if a.g.health == "ec2" {
-			c.prober = ec2Only{}
-		}
+		c.ec2Only = a.g.health == "ec2"
 		return c, nil
 	}
 	region := a.g.region
@@ -94,6 +94,7 @@ func (a *app) openCloud(ctx context.Context, p *plan.Plan, planPath string, n ne
 		return nil, err
 	}
 	acct, err := account.New(cfg, account.Options{
+		Retry:    a.retryOptions(),
 		Launcher: ec2.Options{PollInterval: a.g.poll},
 		DNS:      route53.Options{PollInterval: a.g.poll},
 		Backup:   account.Backup{Endpoint: a.g.s3Endpoint, RoleARN: a.g.backupRole, ExternalID: a.g.backupExternalID},
@@ -112,9 +113,7 @@ func (a *app) openCloud(ctx context.Context, p *plan.Plan, planPath string, n ne
 		poll:     a.g.poll,
 		close:    func() {},
 	}
-	if a.g.health == "ec2" {
-		c.prober = ec2Only{}
-	}
+	c.ec2Only = a.g.health == "ec2"
 	if a.g.bucket != "" {
 		c.store = acct.BackupStore(a.g.bucket, a.g.prefix, s3.Options{})
 	} else if n.store {
@@ -131,12 +130,23 @@ func (a *app) openCloud(ctx context.Context, p *plan.Plan, planPath string, n ne
 			network = account.Drill
 		}
 		if c.plan, err = acct.ResolvePlan(ctx, p, network); err != nil {
-			return nil, usagef("%s: %w", planPath, err)
+			return nil, resolveError(planPath, err)
 		}
 		c.plan.AWS.ImageID = image
 		c.launcher = acct.LauncherFor(c.plan)
 	}
 	return c, nil
+}
+
+// resolveError gives a failed plan resolution its exit code: 2 (usage) for
+// a problem of the plan, which names the file; 1 (failed) for a lookup
+// that failed, such as one AWS still throttled: the plan is not to blame,
+// and the same command may succeed later.
+func resolveError(planPath string, err error) error {
+	if account.IsPlanError(err) {
+		return usagef("%s: %w", planPath, err)
+	}
+	return failed(fmt.Errorf("%s: resolve the plan's network: %w", planPath, err))
 }
 
 // awsConfig loads the SDK's configuration (environment, ~/.aws files, SSO,
@@ -160,7 +170,14 @@ func (a *app) awsConfig(ctx context.Context, region string) (aws.Config, error) 
 	if a.metrics != nil {
 		cfg.APIOptions = append(cfg.APIOptions, a.metrics.AWSAPIOption())
 	}
-	return cfg, nil
+	// Every client, the seed command's too, retries throttled and failed
+	// requests until the command is interrupted.
+	return account.WithRetries(cfg, a.retryOptions()), nil
+}
+
+// retryOptions tunes the retryer of every AWS client (--max-backoff).
+func (a *app) retryOptions() account.RetryOptions {
+	return account.RetryOptions{MaxBackoff: a.g.maxBackoff}
 }
 
 // backups is the backup store as replication reads it, or a stand-in that
@@ -183,13 +200,6 @@ func (noBackups) Points(context.Context, string) ([]draas.RecoveryPoint, error) 
 func (noBackups) OpenDisk(context.Context, string, string, string) (draas.BlockSource, error) {
 	return nil, errNoBackups
 }
-
-// ec2Only passes TCP and HTTP health checks without running them
-// (--health ec2): the EC2 status checks alone judge health, for a machine
-// that cannot reach the instances' private addresses.
-type ec2Only struct{}
-
-func (ec2Only) Probe(context.Context, draas.Instance, plan.HealthCheck) error { return nil }
 
 // prepareSimulation gives the simulated site's VMs what a real site would
 // already have: a recovery point in the backup store each and, when copies

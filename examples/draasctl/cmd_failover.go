@@ -169,7 +169,7 @@ func (a *app) runFailover(ctx context.Context, c *cloud, p *plan.Plan, mode fail
 		return ran{}, err
 	}
 	opts := failover.Options{
-		DNS: c.dns, DrillDNS: c.dns, Prober: c.prober, Journal: j.orchestrate(), PollInterval: c.poll,
+		DNS: c.dns, DrillDNS: c.dns, Prober: c.prober, EC2StatusOnly: c.ec2Only, Journal: j.orchestrate(), PollInterval: c.poll,
 	}
 	// The progress bar counts the compiled graph's steps; events reach it
 	// only once the run has started.

@@ -18,7 +18,7 @@ import (
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/opendraas/draas/backup"
-	"github.com/opendraas/draas/examples/internal/lab"
+	"github.com/opendraas/draas/lab"
 	"github.com/opendraas/draas/plan"
 )
 

@@ -10,7 +10,7 @@ import (
 
 	"github.com/opendraas/draas"
 	"github.com/opendraas/draas/awssim"
-	"github.com/opendraas/draas/examples/internal/lab"
+	"github.com/opendraas/draas/lab"
 )
 
 // blockSize is the block size of the backup store's chunks and of EBS

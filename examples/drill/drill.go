@@ -16,9 +16,9 @@ import (
 
 	"github.com/opendraas/draas"
 	"github.com/opendraas/draas/backup"
-	"github.com/opendraas/draas/examples/internal/lab"
 	"github.com/opendraas/draas/failback"
 	"github.com/opendraas/draas/failover"
+	"github.com/opendraas/draas/lab"
 	"github.com/opendraas/draas/plan"
 	"github.com/opendraas/draas/replicate"
 )

@@ -6,7 +6,7 @@
 // It starts two simulators in the process: the AWS simulator (package
 // awssim: S3, the EBS direct APIs, EC2 and Route 53), talked to by the real
 // aws-sdk-go-v2 clients, and vcsim, govmomi's vCenter simulator, talked to
-// by package vsphere. Package examples/internal/lab shapes them after the
+// by package vsphere. Package lab shapes them after the
 // plan examples/plans/three-tier.yaml (a database, an application server and
 // a web server): VPCs, subnets, security groups and the DNS zone, with each
 // VM's records pointing at an on-premises address, and a vCenter VM per

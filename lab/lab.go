@@ -1,10 +1,28 @@
-// Package lab builds a whole simulated DR environment for a plan, for the
-// examples and their tests: an AWS account (awssim, with S3 for the backup
-// store) whose VPCs, subnets, security groups and DNS zones match the plan's
-// names, an on-premises site whose VMs hold generated disks (in memory, or
-// in vcsim, govmomi's vCenter simulator, driven through package vsphere),
-// and "guests" on loopback that answer the plan's health checks. Everything
-// runs in the process and talks only to 127.0.0.1.
+// Package lab is a simulated DR environment for a plan, for tests of code
+// that uses draas: one call gives an AWS account, an on-premises vSphere
+// site and guests that answer the plan's health checks, all in the process
+// and on 127.0.0.1, so a test can back up, replicate, drill, fail over and
+// fail back without a cloud account or a vCenter.
+//
+// [Start] builds a [Lab] for a plan:
+//
+//   - an AWS account in [awssim] (EC2, EBS direct APIs, Route 53 and S3),
+//     reached through the real AWS SDK clients, with the plan's production
+//     and drill VPCs, subnets, security groups and DNS zones, and a bucket
+//     for the backup store (Lab.Store);
+//   - the on-premises site: a VM per plan VM whose disks hold generated
+//     data, in memory (Lab.Site) or, with Options.VSphere, in vcsim,
+//     govmomi's vCenter simulator, driven through package vsphere
+//     (Lab.VCenter);
+//   - guests: a listener on loopback that answers every TCP and HTTP health
+//     check of the plan (Lab.Probe).
+//
+// Lab.Plan is the plan as the simulator knows it (subnet and security group
+// IDs in place of names); pass it, not the original, to the workflows.
+// [Lab.Replicator], [Lab.Failover] and [Lab.Failback] return the workflows
+// wired to the lab, and [Lab.Snapshotter] the site as package backup reads
+// it. [Test] starts a lab for a test and closes it when the test ends, in
+// the way govmomi's simulator.Test does.
 package lab
 
 import (
@@ -16,11 +34,10 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
-	awsretry "github.com/aws/aws-sdk-go-v2/aws/retry"
 	awsebs "github.com/aws/aws-sdk-go-v2/service/ebs"
 	awsec2 "github.com/aws/aws-sdk-go-v2/service/ec2"
 	awsr53 "github.com/aws/aws-sdk-go-v2/service/route53"
@@ -82,12 +99,17 @@ type Lab struct {
 	// Plan is the plan with its subnet and security group names replaced
 	// by the simulator's IDs, and the simulator's image and zone.
 	Plan *plan.Plan
-	AWS  *awssim.Server
+	// AWS is the simulated AWS account: tests read and write its volumes
+	// and inspect its instances through it.
+	AWS *awssim.Server
 	// Store is the backup store, in the simulator's S3.
-	Store    *s3.Store
-	Copies   *ebs.Copies
+	Store *s3.Store
+	// Copies keeps the DR copies (EBS snapshots).
+	Copies *ebs.Copies
+	// Launcher launches the plan's instances, in its availability zone.
 	Launcher *ec2.Launcher
-	DNS      *route53.DNS
+	// DNS serves the plan's production and drill zones (Route 53).
+	DNS *route53.DNS
 	// Account holds the AWS adapters and clients above (its Launcher knows
 	// no zone: Launcher is the plan's).
 	Account *account.Account
@@ -100,9 +122,12 @@ type Lab struct {
 	// SiteRecords are the records Options.SiteRecords seeded.
 	SiteRecords []draas.Record
 
-	EBS   *awsebs.Client
-	EC2   *awsec2.Client
-	S3    *awss3.Client
+	// EBS, EC2 and S3 are the SDK clients of the simulator.
+	EBS *awsebs.Client
+	EC2 *awsec2.Client
+	S3  *awss3.Client
+	// Probe answers the plan's TCP and HTTP health checks from the guests
+	// on loopback: pass it as failover.Options.Prober.
 	Probe failover.Prober
 
 	closers []func()
@@ -110,14 +135,10 @@ type Lab struct {
 	tls     bool // Options.DatastoreOverTLS
 }
 
-// fastRetryer backs off in milliseconds: the simulator throttles only when
-// told to.
-func fastRetryer() aws.Retryer {
-	return awsretry.NewStandard(func(o *awsretry.StandardOptions) {
-		o.MaxBackoff = 20 * time.Millisecond
-		o.RateLimiter = ratelimit.None
-	})
-}
+// fastRetries back off in milliseconds: the simulator throttles only when
+// told to (AWS.Throttle), and then a run retries as patiently as against
+// AWS, only faster.
+var fastRetries = account.RetryOptions{MaxBackoff: 20 * time.Millisecond}
 
 // Start builds the lab for p (which it does not modify).
 func Start(ctx context.Context, p *plan.Plan, opts Options) (*Lab, error) {
@@ -136,8 +157,8 @@ func Start(ctx context.Context, p *plan.Plan, opts Options) (*Lab, error) {
 	}
 	l := &Lab{AWS: srv, closers: []func(){srv.Close}}
 	cfg := srv.Config()
-	cfg.Retryer = fastRetryer
 	if l.Account, err = account.New(cfg, account.Options{
+		Retry:    fastRetries,
 		Launcher: ec2.Options{PollInterval: 5 * time.Millisecond},
 		DNS:      route53.Options{PollInterval: 5 * time.Millisecond},
 		Backup:   account.Backup{Endpoint: srv.S3URL},
@@ -407,6 +428,27 @@ func generate(rng *rand.Rand, size int64, percent int) *draastest.Disk {
 		off += n
 	}
 	return d
+}
+
+// Test starts a lab for p with opts (at most one; none means the zero
+// Options), calls f with it and a context that ends with the test, and
+// closes the lab when f returns. A lab that does not start fails t at once.
+func Test(t testing.TB, p *plan.Plan, f func(ctx context.Context, l *Lab), opts ...Options) {
+	t.Helper()
+	if len(opts) > 1 {
+		t.Fatalf("lab.Test: %d Options, want at most one", len(opts))
+	}
+	var o Options
+	if len(opts) == 1 {
+		o = opts[0]
+	}
+	ctx := t.Context()
+	l, err := Start(ctx, p, o)
+	if err != nil {
+		t.Fatalf("lab.Test: start the lab for plan %s: %v", p.Name, err)
+	}
+	defer l.Close()
+	f(ctx, l)
 }
 
 // Close stops everything.

@@ -12,9 +12,9 @@ import (
 	"github.com/opendraas/draas/backup"
 	"github.com/opendraas/draas/blockcopy"
 	"github.com/opendraas/draas/draastest"
-	"github.com/opendraas/draas/examples/internal/lab"
 	"github.com/opendraas/draas/failback"
 	"github.com/opendraas/draas/failover"
+	"github.com/opendraas/draas/lab"
 	"github.com/opendraas/draas/plan"
 	"github.com/opendraas/draas/replicate"
 )
@@ -24,7 +24,7 @@ import (
 // checks every disk byte for byte.
 func TestWholeCycle(t *testing.T) {
 	ctx := context.Background()
-	p, err := plan.Load("../../plans/three-tier.yaml")
+	p, err := plan.Load("../examples/plans/three-tier.yaml")
 	require.NoError(t, err)
 	l, err := lab.Start(ctx, p, lab.Options{DiskMiB: 16})
 	require.NoError(t, err)
@@ -88,7 +88,7 @@ func TestVSphereSite(t *testing.T) {
 	for _, overTLS := range []bool{false, true} {
 		t.Run(map[bool]string{false: "in-process", true: "over-TLS"}[overTLS], func(t *testing.T) {
 			ctx := t.Context()
-			p, err := plan.Load("../../plans/three-tier.yaml")
+			p, err := plan.Load("../examples/plans/three-tier.yaml")
 			require.NoError(t, err)
 			l, err := lab.Start(ctx, p, lab.Options{DiskMiB: 4, VSphere: true, DatastoreOverTLS: overTLS, SiteRecords: true})
 			require.NoError(t, err)
