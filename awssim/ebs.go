@@ -25,7 +25,8 @@ import (
 //	GET  /snapshots/{id}/blocks/{index}           GetSnapshotBlock
 //
 // Every operation first counts itself and consults the injected faults under
-// its own name ("PutSnapshotBlock", ...).
+// its own name ("PutSnapshotBlock", ...), then the rate limits
+// (EBSRateLimits), if any are set.
 
 const (
 	// ebsDirectVolumeID is the volume ID EC2 reports for snapshots made with
@@ -53,6 +54,11 @@ func (s *Server) serveEBS(w http.ResponseWriter, r *http.Request) {
 	if kind != faultNone {
 		io.Copy(io.Discard, r.Body) // let the client finish sending before it reads the error
 		writeEBSError(w, faultError(kind))
+		return
+	}
+	if err := s.faults.rates.allow(op, ebsRateSnapshot(op, args)); err != nil {
+		io.Copy(io.Discard, r.Body)
+		writeEBSError(w, err)
 		return
 	}
 	if err := handler(w, r, args); err != nil {

@@ -26,38 +26,24 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/opendraas/draas/awssim"
+	"github.com/opendraas/draas/internal/testclock"
 )
 
 const blockSize = awssim.BlockSize
 
-// testClock is a controllable clock for Options.Now.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newTestClock() *testClock {
-	return &testClock{t: time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)}
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
+// newEBSWithClock is newEBS with a clock for Options.Now that moves only
+// when advanced.
+func newEBSWithClock(t *testing.T) (*testclock.Clock, *awssim.Server, *ebs.Client) {
+	t.Helper()
+	clock := testclock.New(time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC))
+	srv, c := newEBS(t, awssim.Options{Now: clock.Now})
+	return clock, srv, c
 }
 
 // newEBS starts a simulator and returns it with an EBS client pointed at it.
 func newEBS(t *testing.T, opts awssim.Options, optFns ...func(*ebs.Options)) (*awssim.Server, *ebs.Client) {
 	t.Helper()
-	srv, err := awssim.New(opts)
-	require.NoError(t, err)
-	t.Cleanup(srv.Close)
+	srv := startSim(t, opts)
 	return srv, ebsClient(srv.URL, optFns...)
 }
 
@@ -137,6 +123,21 @@ func put(t *testing.T, c *ebs.Client, id string, idx int32, data []byte) {
 	t.Helper()
 	_, err := putBlock(context.Background(), c, id, idx, data)
 	require.NoError(t, err, "put block %d", idx)
+}
+
+// putAll writes blocks 0 to n-1 of snapshot id, pattern(i) each, four at a
+// time.
+func putAll(t *testing.T, c *ebs.Client, id string, n int32) {
+	t.Helper()
+	g, gctx := errgroup.WithContext(context.Background())
+	g.SetLimit(4)
+	for idx := range n {
+		g.Go(func() error {
+			_, err := putBlock(gctx, c, id, idx, pattern(uint64(idx)))
+			return err
+		})
+	}
+	require.NoError(t, g.Wait())
 }
 
 func complete(t *testing.T, c *ebs.Client, id string, count int32) {
@@ -232,8 +233,7 @@ func requireValidation(t *testing.T, err error, reason types.ValidationException
 
 func TestEBSRoundTrip(t *testing.T) {
 	t.Parallel()
-	clock := newTestClock()
-	srv, c := newEBS(t, awssim.Options{Now: clock.Now})
+	clock, srv, c := newEBSWithClock(t)
 	ctx := context.Background()
 
 	st := start(t, c, &ebs.StartSnapshotInput{
@@ -429,21 +429,12 @@ func TestEBSVolumeSizeBelowParent(t *testing.T) {
 
 func TestEBSPagination(t *testing.T) {
 	t.Parallel()
-	clock := newTestClock()
-	_, c := newEBS(t, awssim.Options{Now: clock.Now})
+	clock, _, c := newEBSWithClock(t)
 	ctx := context.Background()
 
 	const n = 210
 	id := *start(t, c, &ebs.StartSnapshotInput{VolumeSize: aws.Int64(1)}).SnapshotId
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(4)
-	for idx := range int32(n) {
-		g.Go(func() error {
-			_, err := putBlock(gctx, c, id, idx, pattern(uint64(idx)))
-			return err
-		})
-	}
-	require.NoError(t, g.Wait())
+	putAll(t, c, id, n)
 	complete(t, c, id, n)
 
 	list := func(in ebs.ListSnapshotBlocksInput) *ebs.ListSnapshotBlocksOutput {
@@ -626,8 +617,7 @@ func TestEBSChangedBlocksCountMismatch(t *testing.T) {
 
 func TestEBSTimeout(t *testing.T) {
 	t.Parallel()
-	clock := newTestClock()
-	srv, c := newEBS(t, awssim.Options{Now: clock.Now})
+	clock, srv, c := newEBSWithClock(t)
 	ctx := context.Background()
 
 	_, err := c.StartSnapshot(ctx, &ebs.StartSnapshotInput{VolumeSize: aws.Int64(1), Timeout: aws.Int32(5)})
@@ -720,15 +710,7 @@ func TestEBSThrottlingRetried(t *testing.T) {
 
 	const n = 40
 	srv.Throttle("PutSnapshotBlock", 0.3)
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(4)
-	for idx := range int32(n) {
-		g.Go(func() error {
-			_, err := putBlock(gctx, c, id, idx, pattern(uint64(idx)))
-			return err
-		})
-	}
-	require.NoError(t, g.Wait())
+	putAll(t, c, id, n)
 	calls := srv.Calls("PutSnapshotBlock")
 	assert.Greater(t, calls, n, "some calls were throttled and retried")
 	srv.ClearFaults()

@@ -261,21 +261,21 @@ func (d *VolumeDevice) attached() error {
 
 // ReadAt reads the volume at off.
 func (d *VolumeDevice) ReadAt(p []byte, off int64) (int, error) {
-	if err := d.attached(); err != nil {
-		return 0, err
-	}
-	if err := d.s.ReadVolume(d.id, off, p); err != nil {
-		return 0, err
-	}
-	return len(p), nil
+	return d.rw(d.s.ReadVolume, p, off)
 }
 
 // WriteAt writes the volume at off.
 func (d *VolumeDevice) WriteAt(p []byte, off int64) (int, error) {
+	return d.rw(d.s.WriteVolume, p, off)
+}
+
+// rw is ReadAt or WriteAt with f, ReadVolume or WriteVolume, while the
+// volume is attached.
+func (d *VolumeDevice) rw(f func(id string, off int64, p []byte) error, p []byte, off int64) (int, error) {
 	if err := d.attached(); err != nil {
 		return 0, err
 	}
-	if err := d.s.WriteVolume(d.id, off, p); err != nil {
+	if err := f(d.id, off, p); err != nil {
 		return 0, err
 	}
 	return len(p), nil

@@ -41,12 +41,19 @@ func sdkConfig(url string) aws.Config {
 	}
 }
 
-// newEC2 starts a simulator and an EC2 client talking to it.
-func newEC2(t *testing.T, opts awssim.Options) (*awssim.Server, *ec2.Client) {
+// startSim starts a simulator that stops when the test ends.
+func startSim(t *testing.T, opts awssim.Options) *awssim.Server {
 	t.Helper()
 	srv, err := awssim.New(opts)
 	require.NoError(t, err)
 	t.Cleanup(srv.Close)
+	return srv
+}
+
+// newEC2 starts a simulator and an EC2 client talking to it.
+func newEC2(t *testing.T, opts awssim.Options) (*awssim.Server, *ec2.Client) {
+	t.Helper()
+	srv := startSim(t, opts)
 	return srv, ec2.NewFromConfig(sdkConfig(srv.URL))
 }
 

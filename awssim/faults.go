@@ -30,6 +30,7 @@ type faultSet struct {
 	rng   *rand.Rand
 	ops   map[string]*opFaults
 	calls map[string]int // every call counted, faulted or not
+	rates ebsRates       // ebs_limits.go; its own lock
 }
 
 func (f *faultSet) op(name string) *opFaults {

@@ -16,9 +16,7 @@ import (
 
 func newRoute53(t *testing.T, opts awssim.Options) (*awssim.Server, *route53.Client) {
 	t.Helper()
-	srv, err := awssim.New(opts)
-	require.NoError(t, err)
-	t.Cleanup(srv.Close)
+	srv := startSim(t, opts)
 	return srv, route53.NewFromConfig(sdkConfig(srv.URL))
 }
 

@@ -64,6 +64,10 @@ type Options struct {
 	// account, a request for any other bucket gets NoSuchBucket until it is
 	// created (CreateBucket through the S3 API, or [Server.CreateBucket]).
 	Buckets []string
+	// EBSRateLimits, when set, are request-rate quotas the EBS direct APIs
+	// enforce from the start, such as AWSEBSRateLimits(); see
+	// Server.LimitEBSRates. Nil enforces none.
+	EBSRateLimits *EBSRateLimits
 	// VolumeDir, if set, keeps the data of every volume in a sparse raw
 	// file of the volume's size, <volume-id>.raw, in this directory (which
 	// must exist), instead of in memory: QEMU can use such a file as a disk,
@@ -154,6 +158,9 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		s.removeTempDir()
 		return nil, err
+	}
+	if opts.EBSRateLimits != nil {
+		s.LimitEBSRates(*opts.EBSRateLimits)
 	}
 	s.ec2.init(s)
 	s.r53.init(s)

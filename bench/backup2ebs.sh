@@ -15,23 +15,9 @@
 # the median incremental copy.
 #
 # Usage: bench/backup2ebs.sh     (SIZE_MIB=2048 CHANGE_PERCENT=1 ROUNDS=3 CONCURRENCY=8)
-set -euo pipefail
-
-cd "$(dirname "$0")/.."
-. bench/lib.sh
-size_mib=${SIZE_MIB:-2048}
-change=${CHANGE_PERCENT:-1}
-concurrency=${CONCURRENCY:-8}
-rounds=${ROUNDS:-3}
-
-work=$(mktemp -d "${TMPDIR:-/tmp}/draas-bench.XXXXXX")
-trap 'rm -rf "$work"' EXIT
-
-machine_info
-
-go build -o "$work/mkimage" ./bench/mkimage
-go build -o "$work/drbench" ./bench/cmd/drbench
-"$work/mkimage" -size-mib "$size_mib" -block-kib 512 -data-percent 50 -o "$work/img.raw"
+. "$(dirname "$0")/lib.sh"
+start_drbench
+make_image "$work/img.raw"
 
 "$work/drbench" backup2ebs -change-percent "$change" -rounds "$rounds" -concurrency "$concurrency" "$work/img.raw"
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -9,10 +9,7 @@
 # 1.05.
 #
 # Usage: bench/orchestrate.sh        (RUNS=10 by default)
-set -euo pipefail
-
-cd "$(dirname "$0")/.."
-. bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 runs=${RUNS:-10}
 
 machine_info

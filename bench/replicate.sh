@@ -19,26 +19,12 @@
 # S3 and 4 GiB in EBS snapshots.
 #
 # Usage: bench/replicate.sh     (VMS=4 SIZE_MIB=2048 CHANGE_PERCENT=1 ROUNDS=3 CONCURRENCY=8)
-set -euo pipefail
-
-cd "$(dirname "$0")/.."
-. bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 vms=${VMS:-4}
-size_mib=${SIZE_MIB:-2048}
-change=${CHANGE_PERCENT:-1}
-concurrency=${CONCURRENCY:-8}
-rounds=${ROUNDS:-3}
-
-work=$(mktemp -d "${TMPDIR:-/tmp}/draas-bench.XXXXXX")
-trap 'rm -rf "$work"' EXIT
-
-machine_info
-
-go build -o "$work/mkimage" ./bench/mkimage
-go build -o "$work/drbench" ./bench/cmd/drbench
+start_drbench
 imgs=()
 for i in $(seq "$vms"); do
-	"$work/mkimage" -size-mib "$size_mib" -block-kib 512 -data-percent 50 -seed "$i" -o "$work/vm$i.raw"
+	make_image "$work/vm$i.raw" -seed "$i"
 	imgs+=("$work/vm$i.raw")
 done
 

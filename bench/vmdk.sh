@@ -14,64 +14,32 @@
 # reported INVALID, not hidden), and prints the ratios to draas's median.
 #
 # Usage: bench/vmdk.sh        (SIZE_MIB=2048 RUNS=3 by default)
-set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+start_qemu_bench draas-vmdk-bench
 
-cd "$(dirname "$0")/.."
-. bench/lib.sh
-size_mib=${SIZE_MIB:-2048}
-runs=${RUNS:-3}
+build_tools bench/mkimage bench/cmd/vmdkbench
+make_bench_image
 
-if ! command -v qemu-img >/dev/null 2>&1; then
-	echo "bench/vmdk.sh needs qemu-img: apt-get install -y qemu-utils" >&2
-	exit 1
-fi
+after_run() { :; }
 
-
-work=$(mktemp -d "${TMPDIR:-/tmp}/draas-vmdk-bench.XXXXXX")
-trap 'rm -rf "$work"' EXIT
-
-machine_info "$(qemu-img --version | head -n 1)"
-
-go build -o "$work/mkimage" ./bench/mkimage
-go build -o "$work/vmdkbench" ./bench/cmd/vmdkbench
-img=$work/img.raw
-t0=$(date +%s.%N)
-"$work/mkimage" -size-mib "$size_mib" -block-kib 512 -data-percent 50 -o "$img"
-echo "image:   $size_mib MiB, half random / half zero 512 KiB blocks, made in $(calc "$(date +%s.%N) - $t0") s"
-
-# timeit NAME OUT CMD...: runs CMD $runs times after removing OUT and prints
-# the median wall time in seconds. After the first run it checks OUT against
-# the image with qemu-img compare and records the verdict in $work/NAME.ok.
-timeit() {
-	local name=$1 out=$2
-	shift 2
-	local times=()
-	for i in $(seq "$runs"); do
-		rm -f "$out" "$out.draas-partial"
-		sync
-		local start end
-		start=$(date +%s.%N)
-		"$@" >/dev/null 2>&1
-		end=$(date +%s.%N)
-		times+=("$(calc "$end - $start" 3)")
-		if [ "$i" = 1 ]; then
-			if qemu-img compare -q -f raw -F vmdk "$img" "$out" >/dev/null 2>&1; then
-				echo "valid, $(calc "$(stat -c %s "$out") / 1048576" 0) MiB" >"$work/$name.ok"
-			else
-				echo "INVALID: qemu-img compare fails" >"$work/$name.ok"
-			fi
-		fi
-	done
-	local sorted
-	sorted=$(printf '%s\n' "${times[@]}" | sort -g)
-	echo "$name: runs $(echo "$sorted" | tr '\n' ' ')" >&2
-	echo "$sorted" | sed -n "$(((runs + 1) / 2))p"
+# check NAME OUT RUN: after the first run, checks OUT against the image with
+# qemu-img compare and records the verdict in $work/NAME.ok.
+check() {
+	[ "$3" = 1 ] || return 0
+	if qemu-img compare -q -f raw -F vmdk "$img" "$2" >/dev/null 2>&1; then
+		echo "valid, $(calc "$(stat -c %s "$2") / 1048576" 0) MiB" >"$work/$1.ok"
+	else
+		echo "INVALID: qemu-img compare fails" >"$work/$1.ok"
+	fi
 }
 
-ours=$(timeit draas "$work/draas.vmdk" "$work/vmdkbench" -impl draas "$img" "$work/draas.vmdk")
-ours6=$(timeit draas6 "$work/draas6.vmdk" "$work/vmdkbench" -impl draas -level 6 "$img" "$work/draas6.vmdk")
-gov=$(timeit govmomi "$work/govmomi.vmdk" "$work/vmdkbench" -impl govmomi "$img" "$work/govmomi.vmdk")
-qemu=$(timeit qemu "$work/qemu.vmdk" qemu-img convert -f raw -O vmdk -o subformat=streamOptimized "$img" "$work/qemu.vmdk")
+# quiet CMD...: CMD without its stderr.
+quiet() { "$@" 2>/dev/null; }
+
+ours=$(timeit draas "$work/draas.vmdk" quiet "$work/vmdkbench" -impl draas "$img" "$work/draas.vmdk")
+ours6=$(timeit draas6 "$work/draas6.vmdk" quiet "$work/vmdkbench" -impl draas -level 6 "$img" "$work/draas6.vmdk")
+gov=$(timeit govmomi "$work/govmomi.vmdk" quiet "$work/vmdkbench" -impl govmomi "$img" "$work/govmomi.vmdk")
+qemu=$(timeit qemu "$work/qemu.vmdk" quiet qemu-img convert -f raw -O vmdk -o subformat=streamOptimized "$img" "$work/qemu.vmdk")
 
 mibps() { calc "$size_mib / $1" 0; }
 row() { printf '%-52s %8s s  %6s MiB/s  %s\n' "$1" "$2" "$(mibps "$2")" "$(cat "$work/$3.ok")"; }

@@ -3,7 +3,6 @@ package diskurl_test
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"errors"
 	"io/fs"
 	"math/rand/v2"
@@ -15,13 +14,12 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/vmware/govmomi/simulator"
-	"github.com/vmware/govmomi/vim25/soap"
 
 	"github.com/opendraas/draas"
 	"github.com/opendraas/draas/awssim"
 	"github.com/opendraas/draas/blockcopy"
 	"github.com/opendraas/draas/diskurl"
+	"github.com/opendraas/draas/internal/vcsimtest"
 	"github.com/opendraas/draas/vsphere"
 )
 
@@ -182,28 +180,10 @@ func TestAWSSchemes(t *testing.T) {
 // TestVSphereScheme copies a file into a vcsim VM's disk and back, with
 // the password from Options.VSphereLogin.
 func TestVSphereScheme(t *testing.T) {
-	model := simulator.VPX()
-	defer model.Remove()
-	if err := model.Create(); err != nil {
-		t.Fatal(err)
-	}
-	model.Service.TLS = new(tls.Config)
-	server := model.Service.NewServer()
-	defer server.Close()
-	thumb := soap.ThumbprintSHA256(server.Certificate())
-	user := server.URL.User.Username()
-	pass, _ := server.URL.User.Password()
-
-	ctx := t.Context()
-	h, err := vsphere.Dial(ctx, server.URL.String(), vsphere.Options{Thumbprint: thumb})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close(ctx)
 	const size = 2 << 20
-	if err := h.CreateVM(ctx, draas.VMRequest{Name: "db01", Shape: draas.Shape{CPUs: 1, MemoryMiB: 512, Disks: []draas.Disk{{Size: size}}}}); err != nil {
-		t.Fatal(err)
-	}
+	site := vcsimtest.Start(t, "db01", size)
+	user, pass, thumb := site.User, site.Password, site.Thumbprint
+	ctx := t.Context()
 
 	var logins []string
 	r := diskurl.New(diskurl.Options{VSphereLogin: func(_ context.Context, host, u string) (vsphere.Options, error) {
@@ -213,19 +193,19 @@ func TestVSphereScheme(t *testing.T) {
 	dir := t.TempDir()
 	src := filepath.Join(dir, "disk.raw")
 	data := writeDisk(t, src, size, 3)
-	u := "vsphere://" + user + "@" + server.URL.Host + "/db01/disk-0?thumbprint=" + thumb
+	u := "vsphere://" + user + "@" + site.Host + "/db01/disk-0?thumbprint=" + thumb
 	copyURL(t, r, src, u, diskurl.SinkOptions{})
 	back := filepath.Join(dir, "back.raw")
 	copyURL(t, r, u, back, diskurl.SinkOptions{})
 	assertFile(t, back, data)
-	if want := user + "@" + server.URL.Host; len(logins) != 2 || logins[0] != want {
+	if want := user + "@" + site.Host; len(logins) != 2 || logins[0] != want {
 		t.Errorf("VSphereLogin calls %q, want two for %s", logins, want)
 	}
 
-	if _, err := r.Create(ctx, "vsphere://"+user+"@"+server.URL.Host+"/db01/disk-1?thumbprint="+thumb, size, diskurl.SinkOptions{}); !errors.Is(err, draas.ErrInvalid) {
+	if _, err := r.Create(ctx, "vsphere://"+user+"@"+site.Host+"/db01/disk-1?thumbprint="+thumb, size, diskurl.SinkOptions{}); !errors.Is(err, draas.ErrInvalid) {
 		t.Errorf("create a disk the VM lacks: %v, want ErrInvalid", err)
 	}
-	_, err = r.Open(ctx, "vsphere://"+user+"@"+server.URL.Host+"/db01/disk-0?thumbprint=00:11")
+	_, err := r.Open(ctx, "vsphere://"+user+"@"+site.Host+"/db01/disk-0?thumbprint=00:11")
 	if err == nil || strings.Contains(err.Error(), pass) {
 		t.Errorf("a wrong thumbprint: %v, want an error without the password", err)
 	}

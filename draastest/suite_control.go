@@ -248,7 +248,7 @@ func TestHypervisor(t *testing.T, open func(t *testing.T) draas.Hypervisor) {
 			if src.Size() != d.Size {
 				t.Errorf("disk %d has size %d, want %d", i, src.Size(), d.Size)
 			}
-			if got := readAll(t, src); !draas.IsZero(got) {
+			if got := ReadAll(t, src); !draas.IsZero(got) {
 				t.Errorf("disk %d of a new VM is not all zeros", i)
 			}
 		}
@@ -276,12 +276,12 @@ func TestHypervisor(t *testing.T, open func(t *testing.T) draas.Hypervisor) {
 		if err != nil {
 			t.Fatalf("ReadDisk: %v", err)
 		}
-		if !bytes.Equal(readAll(t, src), content) {
+		if !bytes.Equal(ReadAll(t, src), content) {
 			t.Error("ReadDisk after writing through OpenDisk does not return what was written")
 		}
 		if src, err := h.ReadDisk(ctx, name, 1); err != nil {
 			t.Errorf("ReadDisk(1): %v", err)
-		} else if !draas.IsZero(readAll(t, src)) {
+		} else if !draas.IsZero(ReadAll(t, src)) {
 			t.Error("writing disk 0 changed disk 1")
 		}
 		if s, err := h.OpenDisk(ctx, name, len(shape.Disks)); err == nil {
@@ -326,8 +326,8 @@ func TestHypervisor(t *testing.T, open func(t *testing.T) draas.Hypervisor) {
 	})
 }
 
-// readAll reads the whole of src.
-func readAll(t *testing.T, src draas.BlockSource) []byte {
+// ReadAll reads the whole of src, failing the test if it cannot.
+func ReadAll(t testing.TB, src draas.BlockSource) []byte {
 	t.Helper()
 	p := make([]byte, src.Size())
 	if n, err := src.ReadAt(t.Context(), p, 0); n != len(p) {

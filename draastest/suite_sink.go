@@ -223,11 +223,18 @@ func (sc *sinkCheck) idempotent(t *testing.T) {
 	sc.commitAndCheck(t, content)
 }
 
-func (sc *sinkCheck) skipZeroBlocks(t *testing.T) {
+// skipIfZeroWrites aborts the sink and skips the test when the sink needs
+// zero writes.
+func (sc *sinkCheck) skipIfZeroWrites(t *testing.T) {
+	t.Helper()
 	if draas.NeedsZeroWrites(sc.h.Sink) {
 		sc.h.Sink.Abort(t.Context())
 		t.Skip("the sink needs zero writes")
 	}
+}
+
+func (sc *sinkCheck) skipZeroBlocks(t *testing.T) {
+	sc.skipIfZeroWrites(t)
 	content := sc.content(13, func(i int64) bool { return i%2 == 0 })
 	if err := sc.write(t.Context(), content, sc.toWrite(content, 3)); err != nil {
 		t.Fatalf("WriteBlock: %v", err)
@@ -236,10 +243,7 @@ func (sc *sinkCheck) skipZeroBlocks(t *testing.T) {
 }
 
 func (sc *sinkCheck) emptyCommit(t *testing.T) {
-	if draas.NeedsZeroWrites(sc.h.Sink) {
-		sc.h.Sink.Abort(t.Context())
-		t.Skip("the sink needs zero writes")
-	}
+	sc.skipIfZeroWrites(t)
 	sc.commitAndCheck(t, make([]byte, sc.total))
 }
 

@@ -215,7 +215,7 @@ func checkPointDisk(t *testing.T, s draas.BackupReader, vm, point, disk string, 
 	if src.Size() != int64(len(want)) {
 		t.Fatalf("disk %s of point %s has size %d, want %d", disk, point, src.Size(), len(want))
 	}
-	if got := readAll(t, src); !bytes.Equal(got, want) {
+	if got := ReadAll(t, src); !bytes.Equal(got, want) {
 		t.Errorf("disk %s of point %s does not read back what was written", disk, point)
 	}
 }
@@ -299,14 +299,8 @@ func TestCopyStore(t *testing.T, open func(t *testing.T) draas.CopyStore) {
 			t.Fatalf("write the change: %v", err)
 		}
 		waitCompleted(t, s, "vm-a", sink.SnapshotID())
-		if v, ok := draas.As[draas.VerifiableSink](sink); ok {
-			src, err := v.Committed(ctx)
-			if err != nil {
-				t.Fatalf("Committed: %v", err)
-			}
-			if !bytes.Equal(readN(t, src, size), changed.Bytes()) {
-				t.Error("the incremental copy does not hold the parent's content with the change")
-			}
+		if !committedHolds(t, sink, changed.Bytes()) {
+			t.Error("the incremental copy does not hold the parent's content with the change")
 		}
 
 		if err := s.DeleteCopy(ctx, sink.SnapshotID()); err != nil {
@@ -364,14 +358,8 @@ func TestCopyStore(t *testing.T, open func(t *testing.T) draas.CopyStore) {
 			t.Fatalf("write the rest and commit: %v", err)
 		}
 		waitCompleted(t, s, "vm-b", sink.SnapshotID())
-		if v, ok := draas.As[draas.VerifiableSink](resumed); ok {
-			src, err := v.Committed(ctx)
-			if err != nil {
-				t.Fatalf("Committed: %v", err)
-			}
-			if !bytes.Equal(readN(t, src, size), content.Bytes()) {
-				t.Error("the resumed copy does not hold the whole disk")
-			}
+		if !committedHolds(t, resumed, content.Bytes()) {
+			t.Error("the resumed copy does not hold the whole disk")
 		}
 	})
 }
@@ -414,6 +402,21 @@ func waitCompleted(t *testing.T, s draas.CopyStore, vm, id string) draas.DRCopy 
 
 // readN reads the first n bytes of src (a snapshot may be larger than the
 // disk it holds: EBS sizes are whole GiB).
+// committedHolds reports whether the committed copy of sink holds want; a
+// sink that cannot be read back (not a draas.VerifiableSink) holds it.
+func committedHolds(t *testing.T, sink draas.VolumeSink, want []byte) bool {
+	t.Helper()
+	v, ok := draas.As[draas.VerifiableSink](sink)
+	if !ok {
+		return true
+	}
+	src, err := v.Committed(t.Context())
+	if err != nil {
+		t.Fatalf("Committed: %v", err)
+	}
+	return bytes.Equal(readN(t, src, int64(len(want))), want)
+}
+
 func readN(t *testing.T, src draas.BlockSource, n int64) []byte {
 	t.Helper()
 	if c, ok := src.(interface{ Close() error }); ok {

@@ -56,18 +56,11 @@ func distroCases() []distroCase {
 					"defaults,noatime\t", "defaults,noatime,nofail\t",
 					"swap    defaults ", "swap    defaults,nofail ",
 				).Replace(rhelFstab),
-				"etc/sysconfig/network-scripts/ifcfg-ens192": `TYPE=Ethernet
-PROXY_METHOD=none
-BROWSER_ONLY=no
-BOOTPROTO=dhcp
-DEFROUTE=yes
-IPV4_FAILURE_FATAL=no
-NAME=ens192
-UUID=2b5e6a7c-1d3f-4e8a-9b0c-7d6e5f4a3b21
-DEVICE=ens192
-ONBOOT=yes
-DNS1=192.168.10.2
-`,
+				"etc/sysconfig/network-scripts/ifcfg-ens192": strings.NewReplacer(
+					"BOOTPROTO=none", "BOOTPROTO=dhcp",
+					"IPADDR=192.168.10.21\nPREFIX=24\nGATEWAY=192.168.10.1\n", "",
+					"HWADDR=00:50:56:8a:12:34\n", "",
+				).Replace(rhelIfcfg),
 				"etc/sysconfig/network-scripts/ifcfg-lo":                             "DEVICE=lo\nIPADDR=127.0.0.1\nNETMASK=255.0.0.0\nONBOOT=yes\n",
 				"etc/sysconfig/network":                                              "# Created by anaconda\nNETWORKING=yes\n",
 				"etc/NetworkManager/system-connections/draas-ec2.nmconnection":       keyfileCatchAllText,
@@ -126,18 +119,7 @@ DNS1=192.168.10.2
 			want: map[string]string{
 				"etc/fstab": "# <file system> <mount point>   <type>  <options>       <dump>  <pass>\nUUID=9a8b7c6d-5e4f-4a3b-2c1d-0e9f8a7b6c5d /               ext4    errors=remount-ro 0       1\n" +
 					debianDataPart + " /srv ext4 defaults,nofail 0 2\n",
-				"etc/network/interfaces": `# This file describes the network interfaces available on your system
-# and how to activate them. For more information, see interfaces(5).
-
-source /etc/network/interfaces.d/*
-
-# The loopback network interface
-auto lo
-iface lo inet loopback
-
-# The primary network interface
-allow-hotplug ens192
-iface ens192 inet dhcp
+				"etc/network/interfaces": debianInterfacesHead + `iface ens192 inet dhcp
 	# dns-* options are implemented by the resolvconf package, if installed
 	dns-nameservers 10.30.0.2
 	dns-search corp.example.com

@@ -279,7 +279,9 @@ UBUNTU_CODENAME=jammy
 	}
 }
 
-const debianInterfaces = `# This file describes the network interfaces available on your system
+// debianInterfacesHead is the start of the /etc/network/interfaces a
+// Debian installer writes, up to the primary interface's stanza.
+const debianInterfacesHead = `# This file describes the network interfaces available on your system
 # and how to activate them. For more information, see interfaces(5).
 
 source /etc/network/interfaces.d/*
@@ -290,7 +292,9 @@ iface lo inet loopback
 
 # The primary network interface
 allow-hotplug ens192
-iface ens192 inet static
+`
+
+const debianInterfaces = debianInterfacesHead + `iface ens192 inet static
 	address 10.30.0.7/24
 	gateway 10.30.0.1
 	# dns-* options are implemented by the resolvconf package, if installed

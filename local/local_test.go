@@ -172,6 +172,18 @@ func writeBlocks(t *testing.T, s draas.VolumeSink, content []byte, idx ...int64)
 	}
 }
 
+// commitBlocks writes the given blocks of content to s, commits it and
+// reports whether the file at path then holds content.
+func commitBlocks(t *testing.T, s draas.VolumeSink, path string, content []byte, idx ...int64) bool {
+	t.Helper()
+	writeBlocks(t, s, content, idx...)
+	if err := s.Commit(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(path)
+	return bytes.Equal(got, content)
+}
+
 func pattern(n int) []byte {
 	p := make([]byte, n)
 	for i := range p {
@@ -252,8 +264,11 @@ func TestSinkAbortRemovesPartial(t *testing.T) {
 	}
 }
 
-func TestSinkResumeKeepsBlocks(t *testing.T) {
-	ctx := t.Context()
+// resumableSink creates a resumable sink of 4 blocks of 4096 bytes in a
+// temporary directory and returns the path, content to write, options
+// and the sink.
+func resumableSink(t *testing.T) (string, []byte, local.SinkOptions, *local.Sink) {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "out.raw")
 	content := pattern(4 * 4096)
 	opts := local.SinkOptions{BlockSize: 4096, Resume: true}
@@ -261,6 +276,12 @@ func TestSinkResumeKeepsBlocks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return path, content, opts, s
+}
+
+func TestSinkResumeKeepsBlocks(t *testing.T) {
+	ctx := t.Context()
+	path, content, opts, s := resumableSink(t)
 	writeBlocks(t, s, content, 0, 2)
 	if err := s.Flush(ctx); err != nil {
 		t.Fatal(err)
@@ -280,24 +301,14 @@ func TestSinkResumeKeepsBlocks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	writeBlocks(t, r, content, 1, 3)
-	if err := r.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := os.ReadFile(path); !bytes.Equal(got, content) {
+	if !commitBlocks(t, r, path, content, 1, 3) {
 		t.Error("a resumed copy lost the blocks written before it stopped")
 	}
 }
 
 func TestSinkTargets(t *testing.T) {
 	ctx := t.Context()
-	path := filepath.Join(t.TempDir(), "out.raw")
-	content := pattern(4 * 4096)
-	opts := local.SinkOptions{BlockSize: 4096, Resume: true}
-	s, err := local.Create(path, int64(len(content)), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	path, content, opts, s := resumableSink(t)
 	abs, _ := filepath.Abs(path)
 	if !strings.HasPrefix(s.Target(), "file://"+abs+"#") {
 		t.Errorf("Target() = %q, want file://%s#<id>", s.Target(), abs)
@@ -377,7 +388,6 @@ func TestSinkResumeWrongSize(t *testing.T) {
 }
 
 func TestSinkWithoutResumeReplacesPartial(t *testing.T) {
-	ctx := t.Context()
 	path := filepath.Join(t.TempDir(), "out.raw")
 	if err := os.WriteFile(path+local.PartialSuffix, bytes.Repeat([]byte{9}, 8192), 0o600); err != nil {
 		t.Fatal(err)
@@ -387,11 +397,7 @@ func TestSinkWithoutResumeReplacesPartial(t *testing.T) {
 		t.Fatal(err)
 	}
 	content := append(make([]byte, 4096), pattern(4096)...)
-	writeBlocks(t, s, content, 1)
-	if err := s.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := os.ReadFile(path); !bytes.Equal(got, content) {
+	if !commitBlocks(t, s, path, content, 1) {
 		t.Error("a fresh copy kept data from a leftover partial file")
 	}
 }
@@ -438,11 +444,7 @@ func TestSinkRefusesOverwrite(t *testing.T) {
 	if got, _ := os.ReadFile(path); !bytes.Equal(got, old) {
 		t.Error("Create with Overwrite changed the file before Commit")
 	}
-	writeBlocks(t, s, pattern(4096), 0)
-	if err := s.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := os.ReadFile(path); !bytes.Equal(got, pattern(4096)) {
+	if !commitBlocks(t, s, path, pattern(4096), 0) {
 		t.Error("Commit with Overwrite did not replace the file")
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/opendraas/draas/internal/testclock"
 	"github.com/opendraas/draas/orchestrate"
 	"github.com/opendraas/draas/retry"
 )
@@ -155,26 +156,9 @@ func (e *events) kinds(id string) []orchestrate.EventKind {
 	return ks
 }
 
-// fakeClock is a clock that steps advance explicitly.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{t: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
+// newFakeClock returns a clock for Options.Now that moves only when advanced.
+func newFakeClock() *testclock.Clock {
+	return testclock.New(time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC))
 }
 
 func statuses(r orchestrate.Report) map[string]orchestrate.Status {

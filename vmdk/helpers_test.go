@@ -131,16 +131,6 @@ func openT(t testing.TB, path string) *vmdk.Source {
 	return s
 }
 
-// readAll reads the whole source.
-func readAll(t testing.TB, src draas.BlockSource) []byte {
-	t.Helper()
-	p := make([]byte, src.Size())
-	if n, err := src.ReadAt(context.Background(), p, 0); n != len(p) || (err != nil && n < len(p)) {
-		t.Fatalf("ReadAt of the whole %d-byte disk: %d bytes, %v", len(p), n, err)
-	}
-	return p
-}
-
 // readBack returns the content of the committed VMDK at path as qemu-img
 // converts it to raw (independently of our reader), or as our reader reads
 // it when qemu-img is missing. A missing file is draas.ErrNotFound.

@@ -36,39 +36,47 @@ var oracleCases = []oracleCase{
 	{"zero", 10<<20 + 12345},
 }
 
+// eachOracleCase runs f, after skipping without qemu-img, in a subtest for
+// each of oracleCases' raw images and each subformat, with the raw image,
+// the file that holds it and the path of the VMDK to make.
+func eachOracleCase(t *testing.T, f func(t *testing.T, format vmdk.Format, raw []byte, rawPath, out string)) {
+	qemuImg(t)
+	for _, c := range oracleCases {
+		raw := content(c.kind, c.size)
+		dir := t.TempDir()
+		rawPath := writeFile(t, dir, "disk.raw", raw)
+		for _, format := range subformats {
+			t.Run(fmt.Sprintf("%s/%d/%s", c.kind, c.size, format), func(t *testing.T) {
+				f(t, format, raw, rawPath, filepath.Join(dir, format.String()+".vmdk"))
+			})
+		}
+	}
+}
+
 // TestOpenQemuImages converts raw images with qemu-img to every subformat
 // and reads them back through Open: byte-identical to the raw image, zeros
 // up to the sector-rounded size, and every non-zero byte inside an
 // allocated extent.
 func TestOpenQemuImages(t *testing.T) {
-	qemuImg(t)
-	for _, c := range oracleCases {
-		kind, size := c.kind, c.size
-		raw := content(kind, size)
-		dir := t.TempDir()
-		rawPath := writeFile(t, dir, "disk.raw", raw)
-		for _, f := range subformats {
-			t.Run(fmt.Sprintf("%s/%d/%s", kind, size, f), func(t *testing.T) {
-				out := filepath.Join(dir, f.String()+".vmdk")
-				qemuConvert(t, rawPath, out, f.String())
-				src := openT(t, out)
-				if got, want := src.Size(), roundSector(int64(size)); got != want {
-					t.Fatalf("Size() = %d, want %d (the raw size rounded up to sectors)", got, want)
-				}
-				if info := src.Info(); info.CreateType != f.String() || info.AdapterType != "ide" || info.Geometry.Heads != 16 {
-					t.Errorf("Info() = %+v, want createType %s, adapter ide, 16 heads", info, f)
-				}
-				got := readAll(t, src)
-				if i := firstDiff(got[:size], raw); i >= 0 {
-					t.Fatalf("byte %d is %#x, want %#x", i, got[i], raw[i])
-				}
-				if !draas.IsZero(got[size:]) {
-					t.Fatal("bytes past the raw size are not zero")
-				}
-				checkExtentsCover(t, src, raw)
-			})
+	eachOracleCase(t, func(t *testing.T, f vmdk.Format, raw []byte, rawPath, out string) {
+		size := len(raw)
+		qemuConvert(t, rawPath, out, f.String())
+		src := openT(t, out)
+		if got, want := src.Size(), roundSector(int64(size)); got != want {
+			t.Fatalf("Size() = %d, want %d (the raw size rounded up to sectors)", got, want)
 		}
-	}
+		if info := src.Info(); info.CreateType != f.String() || info.AdapterType != "ide" || info.Geometry.Heads != 16 {
+			t.Errorf("Info() = %+v, want createType %s, adapter ide, 16 heads", info, f)
+		}
+		got := draastest.ReadAll(t, src)
+		if i := firstDiff(got[:size], raw); i >= 0 {
+			t.Fatalf("byte %d is %#x, want %#x", i, got[i], raw[i])
+		}
+		if !draas.IsZero(got[size:]) {
+			t.Fatal("bytes past the raw size are not zero")
+		}
+		checkExtentsCover(t, src, raw)
+	})
 }
 
 // checkExtentsCover checks that every non-zero byte of want lies in an
@@ -109,39 +117,30 @@ func firstDiff(a, b []byte) int {
 // no errors, info reports the subformat, and compare finds the image
 // identical to the raw disk.
 func TestSinkQemuCheck(t *testing.T) {
-	qemuImg(t)
-	for _, c := range oracleCases {
-		kind, size := c.kind, c.size
-		raw := content(kind, size)
-		dir := t.TempDir()
-		rawPath := writeFile(t, dir, "disk.raw", raw)
-		for _, f := range subformats {
-			t.Run(fmt.Sprintf("%s/%d/%s", kind, size, f), func(t *testing.T) {
-				out := filepath.Join(dir, f.String()+".vmdk")
-				sink, err := vmdk.Create(out, int64(size), vmdk.CreateOptions{Format: f})
-				if err != nil {
-					t.Fatal(err)
-				}
-				src := draastest.DiskFrom(raw, 64<<10)
-				if _, err := blockcopy.Copy(t.Context(), sink, src, blockcopy.Options{Verify: true}); err != nil {
-					t.Fatal(err)
-				}
-				if out := run(t, "check", out); !strings.Contains(out, "No errors were found") {
-					t.Errorf("qemu-img check: %s", out)
-				}
-				info := run(t, "info", out)
-				if !strings.Contains(info, "create type: "+f.String()) {
-					t.Errorf("qemu-img info does not report create type %s:\n%s", f, info)
-				}
-				if want := fmt.Sprintf("(%d bytes)", roundSector(int64(size))); !strings.Contains(info, want) {
-					t.Errorf("qemu-img info does not report a virtual size of %s:\n%s", want, info)
-				}
-				if out := run(t, "compare", "-f", "raw", "-F", "vmdk", rawPath, out); !strings.Contains(out, "Images are identical") {
-					t.Errorf("qemu-img compare: %s", out)
-				}
-			})
+	eachOracleCase(t, func(t *testing.T, f vmdk.Format, raw []byte, rawPath, out string) {
+		size := len(raw)
+		sink, err := vmdk.Create(out, int64(size), vmdk.CreateOptions{Format: f})
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
+		src := draastest.DiskFrom(raw, 64<<10)
+		if _, err := blockcopy.Copy(t.Context(), sink, src, blockcopy.Options{Verify: true}); err != nil {
+			t.Fatal(err)
+		}
+		if out := run(t, "check", out); !strings.Contains(out, "No errors were found") {
+			t.Errorf("qemu-img check: %s", out)
+		}
+		info := run(t, "info", out)
+		if !strings.Contains(info, "create type: "+f.String()) {
+			t.Errorf("qemu-img info does not report create type %s:\n%s", f, info)
+		}
+		if want := fmt.Sprintf("(%d bytes)", roundSector(int64(size))); !strings.Contains(info, want) {
+			t.Errorf("qemu-img info does not report a virtual size of %s:\n%s", want, info)
+		}
+		if out := run(t, "compare", "-f", "raw", "-F", "vmdk", rawPath, out); !strings.Contains(out, "Images are identical") {
+			t.Errorf("qemu-img compare: %s", out)
+		}
+	})
 }
 
 // TestStreamGrainsOutOfOrder checks that a streamOptimized file whose
@@ -151,7 +150,7 @@ func TestStreamGrainsOutOfOrder(t *testing.T) {
 	raw := content("random", 3<<20)
 	path := filepath.Join(t.TempDir(), "desc.vmdk")
 	writeVMDK(t, path, raw, vmdk.CreateOptions{}) // writes blocks last first
-	if got := readAll(t, openT(t, path)); !bytes.Equal(got, raw) {
+	if got := draastest.ReadAll(t, openT(t, path)); !bytes.Equal(got, raw) {
 		t.Fatal("Open reads back different bytes")
 	}
 	qemuImg(t)

@@ -386,6 +386,23 @@ func syncDir(dir string) error {
 	return nil
 }
 
+// syncClose syncs and closes f, the temporary file of a sink.
+func syncClose(f *os.File) error {
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// syncCloseInstall syncs and closes f, the temporary file of target, and
+// installs it (see install).
+func syncCloseInstall(f *os.File, target string, overwrite bool) error {
+	if err := syncClose(f); err != nil {
+		return err
+	}
+	return install(target, overwrite)
+}
+
 // closeAndRemove closes f and removes its file, ignoring a file already gone.
 func closeAndRemove(f *os.File) error {
 	cerr := f.Close()

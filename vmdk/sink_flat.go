@@ -56,10 +56,7 @@ func (w *flatWriter) writeBlock(idx, off int64, data []byte, sum [32]byte) error
 }
 
 func (w *flatWriter) commit() error {
-	if err := w.f.Sync(); err != nil {
-		return err
-	}
-	if err := w.f.Close(); err != nil {
+	if err := syncClose(w.f); err != nil {
 		return err
 	}
 	desc := w.m.descriptor("monolithicFlat", "FLAT", baseName(w.flat))

@@ -167,13 +167,7 @@ func (w *sparseWriter) commit() error {
 			}
 		}
 	}
-	if err := w.f.Sync(); err != nil {
-		return err
-	}
-	if err := w.f.Close(); err != nil {
-		return err
-	}
-	return install(w.m.path, w.m.overwrite)
+	return syncCloseInstall(w.f, w.m.path, w.m.overwrite)
 }
 
 func (w *sparseWriter) abort() error { return closeAndRemove(w.f) }

@@ -195,13 +195,7 @@ func (w *streamWriter) commit() error {
 	if _, err := w.f.WriteAt(p, w.next); err != nil {
 		return err
 	}
-	if err := w.f.Sync(); err != nil {
-		return err
-	}
-	if err := w.f.Close(); err != nil {
-		return err
-	}
-	return install(w.m.path, w.m.overwrite)
+	return syncCloseInstall(w.f, w.m.path, w.m.overwrite)
 }
 
 func (w *streamWriter) abort() error { return closeAndRemove(w.f) }

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/opendraas/draas"
+	"github.com/opendraas/draas/draastest"
 	"github.com/opendraas/draas/vmdk"
 )
 
@@ -74,13 +75,13 @@ func TestCreateNoClobber(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if got := readAll(t, openT(t, path)); !bytes.Equal(got, old) {
+			if got := draastest.ReadAll(t, openT(t, path)); !bytes.Equal(got, old) {
 				t.Fatal("the old disk changed before Commit")
 			}
 			if err := s.Commit(ctx); err != nil {
 				t.Fatal(err)
 			}
-			if got := readAll(t, openT(t, path)); !bytes.Equal(got, neu) {
+			if got := draastest.ReadAll(t, openT(t, path)); !bytes.Equal(got, neu) {
 				t.Fatal("the new disk is not in place after Commit")
 			}
 			assertNoPartials(t, dir)
@@ -177,7 +178,7 @@ func TestSinkSectorRounding(t *testing.T) {
 			if err := s.Commit(ctx); err != nil {
 				t.Fatal(err)
 			}
-			got := readAll(t, openT(t, path))
+			got := draastest.ReadAll(t, openT(t, path))
 			if !bytes.Equal(got[:size], data) || !draas.IsZero(got[size:]) {
 				t.Errorf("%s, last block ending at %d: content differs", f, end)
 			}
@@ -214,7 +215,7 @@ func TestSinkRewriteSameData(t *testing.T) {
 		if fi.Size() > 2*vmdk.SinkBlockSize {
 			t.Errorf("%s: three writes of one block took %d bytes", f, fi.Size())
 		}
-		if got := readAll(t, openT(t, path)); !bytes.Equal(got, append(bytes.Clone(a), a...)) {
+		if got := draastest.ReadAll(t, openT(t, path)); !bytes.Equal(got, append(bytes.Clone(a), a...)) {
 			t.Errorf("%s: the rewritten block does not read back its new data", f)
 		}
 	}

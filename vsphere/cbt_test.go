@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/opendraas/draas"
+	"github.com/opendraas/draas/draastest"
 	"github.com/opendraas/draas/vsphere"
 )
 
@@ -41,7 +42,7 @@ func TestChangedBlockTracking(t *testing.T) {
 	if len(full.Disks) != 2 || full.Disks[0].ChangeID == "" || full.Disks[1].ChangeID == "" {
 		t.Fatalf("BackupDisks returned disks %+v, want two with change IDs", full.Disks)
 	}
-	if !bytes.Equal(readAll(t, full.Disks[0].Source), disk0) || !bytes.Equal(readAll(t, full.Disks[1].Source), disk1) {
+	if !bytes.Equal(draastest.ReadAll(t, full.Disks[0].Source), disk0) || !bytes.Equal(draastest.ReadAll(t, full.Disks[1].Source), disk1) {
 		t.Fatal("the full backup does not read what the disks hold")
 	}
 	alloc, err := draas.AllocatedExtents(ctx, full.Disks[0].Source)
@@ -94,7 +95,7 @@ func TestChangedBlockTracking(t *testing.T) {
 	if got, err := draas.ChangedExtents(ctx, incr.Disks[1].Source, full.Disks[1].ChangeID); err != nil || len(got) != 0 {
 		t.Errorf("ChangedExtents of the unchanged disk 1 = %v, %v; want none", got, err)
 	}
-	if !bytes.Equal(readAll(t, incr.Disks[0].Source), disk0) {
+	if !bytes.Equal(draastest.ReadAll(t, incr.Disks[0].Source), disk0) {
 		t.Error("the incremental backup does not read the changed disk")
 	}
 	for _, base := range []string{"52 0d vm-0 1/99", "draas-not-a-change-id", ""} {
@@ -172,7 +173,7 @@ func TestBackupWithoutCBT(t *testing.T) {
 	if _, ok := draas.As[draas.ChangeTracker](d.Source); ok {
 		t.Error("the source of an untracked disk is a draas.ChangeTracker")
 	}
-	if !bytes.Equal(readAll(t, d.Source), content) {
+	if !bytes.Equal(draastest.ReadAll(t, d.Source), content) {
 		t.Error("the backup does not read the disk")
 	}
 	if _, err := h.BackupDisks(ctx, "no-such-vm", vsphere.BackupOptions{}); !errors.Is(err, draas.ErrNotFound) {

@@ -180,22 +180,32 @@ func (h *Hypervisor) OpenDisk(ctx context.Context, name string, disk int) (draas
 	return h.openSink(ctx, name, disk)
 }
 
-// openSink is OpenDisk returning the concrete *Sink.
-func (h *Hypervisor) openSink(ctx context.Context, name string, disk int) (*Sink, error) {
-	const op = "vsphere: open for writing"
+// offDisk finds the named VM's disk and its flat extent for op, failing
+// with draas.ErrConflict, and the advice hint, when the VM is powered on.
+func (h *Hypervisor) offDisk(ctx context.Context, op, name string, disk int, hint string) (*vmInfo, diskDev, *diskFile, error) {
 	v, err := h.lookup(ctx, op, name)
 	if err != nil {
-		return nil, err
+		return nil, diskDev{}, nil, err
 	}
 	d, err := v.disk(op, disk)
 	if err != nil {
-		return nil, err
+		return nil, diskDev{}, nil, err
 	}
 	if v.poweredOn() {
-		return nil, opErrorKind(op, fmt.Sprintf("disk %d of VM %q", disk, name), draas.ErrConflict,
-			fmt.Errorf("the VM is %s; power it off first", v.mo.Runtime.PowerState))
+		return nil, diskDev{}, nil, opErrorKind(op, fmt.Sprintf("disk %d of VM %q", disk, name), draas.ErrConflict,
+			fmt.Errorf("the VM is %s; %s", v.mo.Runtime.PowerState, hint))
 	}
 	f, err := h.flatExtent(ctx, op, name, disk, d)
+	if err != nil {
+		return nil, diskDev{}, nil, err
+	}
+	return v, d, f, nil
+}
+
+// openSink is OpenDisk returning the concrete *Sink.
+func (h *Hypervisor) openSink(ctx context.Context, name string, disk int) (*Sink, error) {
+	const op = "vsphere: open for writing"
+	v, _, f, err := h.offDisk(ctx, op, name, disk, "power it off first")
 	if err != nil {
 		return nil, err
 	}
@@ -237,19 +247,7 @@ func (h *Hypervisor) openSink(ctx context.Context, name string, disk int) (*Sink
 // draas.ErrNotFound.
 func (h *Hypervisor) ReadDisk(ctx context.Context, name string, disk int) (draas.BlockSource, error) {
 	const op = "vsphere: open for reading"
-	v, err := h.lookup(ctx, op, name)
-	if err != nil {
-		return nil, err
-	}
-	d, err := v.disk(op, disk)
-	if err != nil {
-		return nil, err
-	}
-	if v.poweredOn() {
-		return nil, opErrorKind(op, fmt.Sprintf("disk %d of VM %q", disk, name), draas.ErrConflict,
-			fmt.Errorf("the VM is %s; power it off, or read a snapshot with BackupDisks", v.mo.Runtime.PowerState))
-	}
-	f, err := h.flatExtent(ctx, op, name, disk, d)
+	v, d, f, err := h.offDisk(ctx, op, name, disk, "power it off, or read a snapshot with BackupDisks")
 	if err != nil {
 		return nil, err
 	}

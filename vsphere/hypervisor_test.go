@@ -71,15 +71,6 @@ func writeDisk(t *testing.T, h *vsphere.Hypervisor, vm string, disk int, content
 	}
 }
 
-func readAll(t *testing.T, src draas.BlockSource) []byte {
-	t.Helper()
-	p := make([]byte, src.Size())
-	if n, err := src.ReadAt(t.Context(), p, 0); n != len(p) {
-		t.Fatalf("ReadAt of the whole disk read %d of %d bytes: %v", n, len(p), err)
-	}
-	return p
-}
-
 func randomBytes(seed uint64, n int) []byte {
 	r := rand.NewChaCha8([32]byte{byte(seed), 'v', 's', 'p', 'h', 'e', 'r', 'e'})
 	p := make([]byte, n)
@@ -267,7 +258,7 @@ func TestCreateVMPlacement(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(readAll(t, src), content) {
+	if !bytes.Equal(draastest.ReadAll(t, src), content) {
 		t.Error("disk 16 does not read back what was written")
 	}
 
@@ -343,7 +334,7 @@ func TestSourceErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	clear(content[1<<20+100:])
-	if !bytes.Equal(readAll(t, src), content) {
+	if !bytes.Equal(draastest.ReadAll(t, src), content) {
 		t.Error("a short flat file does not read as its data followed by zeros")
 	}
 	p := make([]byte, 1000)

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	awsec2 "github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -34,11 +33,7 @@ func newEnv(t *testing.T) *env {
 	srv, err := awssim.New(awssim.Options{})
 	require.NoError(t, err)
 	t.Cleanup(srv.Close)
-	client := awsec2.New(awsec2.Options{
-		Region:       "us-east-1",
-		BaseEndpoint: aws.String(srv.URL),
-		Credentials:  credentials.NewStaticCredentialsProvider("AKID", "SECRET", ""),
-	})
+	client := srv.EC2()
 	ctx := context.Background()
 	subnets, err := client.DescribeSubnets(ctx, &awsec2.DescribeSubnetsInput{})
 	require.NoError(t, err)

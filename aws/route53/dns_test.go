@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	awsr53 "github.com/aws/aws-sdk-go-v2/service/route53"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -22,11 +21,7 @@ func newDNS(t *testing.T) (*awssim.Server, *awsr53.Client, *route53.DNS, string)
 	srv, err := awssim.New(awssim.Options{})
 	require.NoError(t, err)
 	t.Cleanup(srv.Close)
-	client := awsr53.New(awsr53.Options{
-		Region:       "us-east-1",
-		BaseEndpoint: aws.String(srv.URL),
-		Credentials:  credentials.NewStaticCredentialsProvider("AKID", "SECRET", ""),
-	})
+	client := srv.Route53()
 	out, err := client.CreateHostedZone(context.Background(), &awsr53.CreateHostedZoneInput{
 		Name: aws.String("example.com"), CallerReference: aws.String("draas-test"),
 	})

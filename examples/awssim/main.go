@@ -9,7 +9,7 @@
 //
 //	awssim [--addr 127.0.0.1:PORT] [--region R] [--env-file FILE] [--bucket NAME]...
 //	       [--throttle OP=FRACTION]... [--latency OP=DURATION]...
-//	       [--fail-nth OP=N]... [--throttle-nth OP=N]...
+//	       [--fail-nth OP=N]... [--throttle-nth OP=N]... [--ebs-quotas]
 //	       [--volume-dir DIR] [--qemu] [--qemu-accel tcg|kvm] [--qemu-ports 22,80,443]
 //
 // --env-file writes, once the simulator listens, a file that a shell can
@@ -38,13 +38,21 @@
 //	--fail-nth RunInstances=2       the 2nd RunInstances fails with HTTP 500
 //	--throttle-nth CreateTags=1     the 1st CreateTags is throttled
 //
+// --ebs-quotas enforces AWS's documented request-rate quotas of the EBS
+// direct APIs (awssim.AWSEBSRateLimits: PutSnapshotBlock and GetSnapshotBlock
+// 1,000 requests per second per snapshot and 5,000 per account,
+// ListChangedBlocks and ListSnapshotBlocks 50 per account, ...): requests
+// beyond them fail with RequestThrottledException, as in AWS, so that a
+// benchmark measures the share of the real ceiling a client reaches.
+//
 // --volume-dir keeps the volumes' data in sparse files in DIR rather than in
 // memory. --qemu has instances really run: RunInstances and StartInstances
 // boot the instance's root volume in a QEMU virtual machine (TCG unless
 // --qemu-accel kvm; package qemu-system-x86), its volumes as NVMe disks;
 // Stop and Terminate kill it; aws ec2 get-console-output shows its serial
-// console. The guest ports of --qemu-ports are forwarded from 127.0.0.1
-// (awssim.Server.ForwardedAddr says where).
+// console. The guest ports of --qemu-ports are forwarded from 127.0.0.1: a
+// line on the output says where when a VM starts (in Go,
+// awssim.Server.ForwardedAddr).
 //
 // Bad flags exit with code 2.
 package main
@@ -166,6 +174,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		buckets = append(buckets, s)
 		return nil
 	})
+	quotas := fs.Bool("ebs-quotas", false, "enforce AWS's request-rate quotas of the EBS direct APIs (1,000 PutSnapshotBlock and GetSnapshotBlock per second per snapshot, ...)")
 	var faults []fault
 	for _, k := range []struct{ name, usage string }{
 		{"throttle", "throttle a fraction of the calls to an operation: `OP=FRACTION` (0 to 1, or a percentage), OP * for all (repeatable)"},
@@ -195,7 +204,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 	opts := awssim.Options{Addr: *addr, Region: *region, Buckets: buckets, VolumeDir: *volumeDir}
 	if *useQEMU {
-		q := &awssim.QEMUOptions{Accel: *qemuAccel, Ports: []int{}}
+		q := &awssim.QEMUOptions{Accel: *qemuAccel, Ports: []int{}, Log: stdout}
 		for _, f := range strings.Split(*qemuPorts, ",") {
 			if f = strings.TrimSpace(f); f == "" {
 				continue
@@ -208,6 +217,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			q.Ports = append(q.Ports, p)
 		}
 		opts.QEMU = q
+	}
+	if *quotas {
+		l := awssim.AWSEBSRateLimits()
+		opts.EBSRateLimits = &l
 	}
 	srv, err := awssim.New(opts)
 	if err != nil {
@@ -247,6 +260,9 @@ credentials, for example:
 		for _, f := range faults {
 			fmt.Fprintf(stdout, "  %s\n", f)
 		}
+	}
+	if *quotas {
+		fmt.Fprintln(stdout, "\nEBS direct API quotas enforced: AWS's defaults (1,000 PutSnapshotBlock and GetSnapshotBlock per second per snapshot).")
 	}
 	fmt.Fprintln(stdout, "\nServing until interrupted.")
 

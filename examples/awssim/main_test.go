@@ -93,6 +93,7 @@ func TestFlagsTakeEffect(t *testing.T) {
 			"--throttle", "PutObject=1",
 			"--throttle-nth", "ListObjectsV2=1",
 			"--latency", "DescribeSubnets=150ms",
+			"--ebs-quotas",
 		}, pw, io.Discard)
 		pw.Close()
 	}()
@@ -118,7 +119,7 @@ func TestFlagsTakeEffect(t *testing.T) {
 		t.Errorf("--env-file: %q, %v", env, err)
 	}
 	text := strings.Join(out, "\n")
-	for _, want := range []string{"Buckets: backups, other", "fail call 2 of DescribeVpcs", "throttle 1 of PutObject", "throttle call 1 of ListObjectsV2", "add 150ms to DescribeSubnets"} {
+	for _, want := range []string{"Buckets: backups, other", "fail call 2 of DescribeVpcs", "throttle 1 of PutObject", "throttle call 1 of ListObjectsV2", "add 150ms to DescribeSubnets", "EBS direct API quotas enforced"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("output lacks %q:\n%s", want, text)
 		}

@@ -98,11 +98,7 @@ func runBackup2EBS(ctx context.Context, w io.Writer, cfg config) error {
 		return err
 	}
 
-	p1, took, err := backup(ctx, s.store, "vm", disks, times.take(), cfg.concurrency)
-	if err != nil {
-		return err
-	}
-	src, err := s.store.OpenDisk(ctx, "vm", p1, "disk-0")
+	p1, took, src, err := backupDisk(ctx, s, disks, times.take(), cfg.concurrency)
 	if err != nil {
 		return err
 	}
@@ -130,11 +126,7 @@ func runBackup2EBS(ctx context.Context, w io.Writer, cfg config) error {
 		if err != nil {
 			return err
 		}
-		point, took, err := backup(ctx, s.store, "vm", disks, times.take(), cfg.concurrency)
-		if err != nil {
-			return err
-		}
-		src, err := s.store.OpenDisk(ctx, "vm", point, "disk-0")
+		point, took, src, err := backupDisk(ctx, s, disks, times.take(), cfg.concurrency)
 		if err != nil {
 			return err
 		}

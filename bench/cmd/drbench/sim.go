@@ -155,6 +155,17 @@ func (c *countingS3) ListObjectsV2(ctx context.Context, in *awss3.ListObjectsV2I
 	return c.API.ListObjectsV2(ctx, in, optFns...)
 }
 
+// backupDisk backs disks up as a point of VM "vm" in s's store and opens the
+// point's disk-0.
+func backupDisk(ctx context.Context, s *sim, disks map[string]string, t time.Time, concurrency int) (string, time.Duration, draas.BlockSource, error) {
+	point, took, err := backup(ctx, s.store, "vm", disks, t, concurrency)
+	if err != nil {
+		return "", 0, nil, err
+	}
+	src, err := s.store.OpenDisk(ctx, "vm", point, "disk-0")
+	return point, took, src, err
+}
+
 // backup writes a recovery point of vm whose disks are raw image files
 // (disk name to path), taken at t, and returns its ID and how long it took.
 func backup(ctx context.Context, store *s3.Store, vm string, disks map[string]string, t time.Time, concurrency int) (string, time.Duration, error) {

@@ -32,16 +32,7 @@ func main() {
 	}
 	in, out := flag.Arg(0), flag.Arg(1)
 	start := time.Now()
-	var err error
-	switch *impl {
-	case "draas":
-		err = withDraas(in, out, *level, *conc)
-	case "govmomi":
-		err = withGovmomi(in, out)
-	default:
-		err = fmt.Errorf("unknown -impl %q", *impl)
-	}
-	if err != nil {
+	if err := convert(*impl, in, out, *level, *conc); err != nil {
 		fmt.Fprintf(os.Stderr, "vmdkbench: %v\n", err)
 		os.Exit(1)
 	}
@@ -63,7 +54,12 @@ func (r rawSource) ReadAt(ctx context.Context, p []byte, off int64) (int, error)
 	return r.f.ReadAt(p, off)
 }
 
-func withDraas(in, out string, level, conc int) error {
+// convert writes the raw image in as the streamOptimized VMDK out with the
+// writer impl.
+func convert(impl, in, out string, level, conc int) error {
+	if impl != "draas" && impl != "govmomi" {
+		return fmt.Errorf("unknown -impl %q", impl)
+	}
 	f, err := os.Open(in)
 	if err != nil {
 		return err
@@ -73,11 +69,18 @@ func withDraas(in, out string, level, conc int) error {
 	if err != nil {
 		return err
 	}
-	sink, err := vmdk.Create(out, fi.Size(), vmdk.CreateOptions{Overwrite: true, CompressionLevel: level})
+	if impl == "govmomi" {
+		return withGovmomi(f, fi.Size(), out)
+	}
+	return withDraas(rawSource{f, fi.Size()}, out, level, conc)
+}
+
+func withDraas(src rawSource, out string, level, conc int) error {
+	sink, err := vmdk.Create(out, src.size, vmdk.CreateOptions{Overwrite: true, CompressionLevel: level})
 	if err != nil {
 		return err
 	}
-	st, err := blockcopy.Copy(context.Background(), sink, rawSource{f, fi.Size()}, blockcopy.Options{Concurrency: conc})
+	st, err := blockcopy.Copy(context.Background(), sink, src, blockcopy.Options{Concurrency: conc})
 	if err != nil {
 		return err
 	}
@@ -85,17 +88,8 @@ func withDraas(in, out string, level, conc int) error {
 	return nil
 }
 
-func withGovmomi(in, out string) error {
-	f, err := os.Open(in)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	w, err := govmdk.NewStreamOptimizedWriter(out, fi.Size())
+func withGovmomi(f *os.File, size int64, out string) error {
+	w, err := govmdk.NewStreamOptimizedWriter(out, size)
 	if err != nil {
 		return err
 	}
