@@ -18,6 +18,7 @@ import (
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/opendraas/draas"
+	"github.com/opendraas/draas/aws/account"
 	"github.com/opendraas/draas/aws/ebs"
 	"github.com/opendraas/draas/aws/s3"
 )
@@ -43,6 +44,9 @@ func (c *cloud) awsConfig(ctx context.Context) (aws.Config, error) {
 			return
 		}
 		c.cfg, c.err = c.config(ctx)
+		// Every request is retried for as long as the copy's context
+		// allows, unless the configuration chose its own retryer.
+		c.cfg = account.WithRetries(c.cfg, account.RetryOptions{})
 	})
 	return c.cfg, c.err
 }
@@ -62,7 +66,8 @@ func (c *cloud) ebsClient(ctx context.Context) (*awsebs.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return ebs.NewClient(cfg, c.concurrency), nil
+	return ebs.NewClient(cfg, c.concurrency, func(o *awsebs.Options) { o.Retryer = cfg.Retryer() },
+		ebs.WithAdaptiveLimit(ebs.NewAdaptiveLimit(50, 1000))), nil
 }
 
 // ec2Client returns an EC2 client, for snapshot tags and deletion.
@@ -349,8 +354,10 @@ func parseEBS(u *url.URL, r Role) (ebsLocation, error) {
 // openEBS opens a completed snapshot. A snapshot that draas wrote carries
 // the disk's exact size in its draas:size tag (a snapshot holds whole GiB);
 // the source then ends there, so that a disk copied into EBS and back is
-// byte-identical. Without the tag, or when the tags cannot be read, the
-// source is the whole snapshot.
+// byte-identical. Without the tag the source is the whole snapshot; when
+// the tags cannot be read (AWS still throttled the request when ctx's
+// deadline came, a permission is missing), opening fails: reading the
+// whole snapshot instead would copy a different disk.
 func (c *cloud) openEBS(ctx context.Context, u *url.URL) (Source, error) {
 	l, err := parseEBS(u, AsSource)
 	if err != nil {
@@ -367,7 +374,7 @@ func (c *cloud) openEBS(ctx context.Context, u *url.URL) (Source, error) {
 	size, err := c.taggedSize(ctx, l.snapshot)
 	switch {
 	case err != nil:
-		c.notice(fmt.Sprintf("reading the whole %d bytes of snapshot %s: its %s tag could not be read (%v)", src.Size(), l.snapshot, draas.TagSize, err))
+		return nil, fmt.Errorf("ebs://%s: read its %s tag, the size of the disk it holds: %w", l.snapshot, draas.TagSize, err)
 	case size > 0 && size < src.Size():
 		return &sizedSource{src: src, size: size}, nil
 	}
@@ -388,7 +395,11 @@ func (c *cloud) taggedSize(ctx context.Context, id string) (int64, error) {
 	for _, s := range out.Snapshots {
 		for _, t := range s.Tags {
 			if aws.ToString(t.Key) == draas.TagSize {
-				return strconv.ParseInt(aws.ToString(t.Value), 10, 64)
+				n, err := strconv.ParseInt(aws.ToString(t.Value), 10, 64)
+				if err != nil || n <= 0 {
+					return 0, fmt.Errorf("%w: snapshot %s has %s=%q, not a size in bytes", draas.ErrInvalid, id, draas.TagSize, aws.ToString(t.Value))
+				}
+				return n, nil
 			}
 		}
 	}

@@ -45,9 +45,11 @@ type Options struct {
 	// "set DRAAS_VSPHERE_PASSWORD". Empty means a generic sentence.
 	VSpherePasswordHelp string
 
-	// Notice receives remarks that do not stop a copy, such as an EBS
-	// snapshot read whole because its size tag could not be read. Nil
-	// drops them.
+	// Notice receives remarks that do not stop a copy. Nil drops them.
+	//
+	// AWS requests of s3 and ebs URLs are retried for as long as the
+	// context allows (aws/account.NewRetryer), unless the configuration
+	// AWSConfig returns sets a Retryer of its own.
 	Notice func(msg string)
 }
 

@@ -355,6 +355,20 @@ var vmSteps = []vmStep{
 	{name: stepDNS, after: []string{stepHealthy, stepDNSBefore}, dns: true, run: (*vmRun).updateDNS},
 }
 
+// retryCounters are a run's retry counters, one per VM, in the context
+// [Runner.Run] gives orchestrate.
+type retryCounters map[string]*retry.Counter
+
+type retryCountersKey struct{}
+
+// countRetries returns ctx counting its retries (those of the launcher's,
+// the copy store's and the DNS's requests) in the VM's counter of the run,
+// if the run keeps counters.
+func countRetries(ctx context.Context, vm string) context.Context {
+	cs, _ := ctx.Value(retryCountersKey{}).(retryCounters)
+	return retry.WithCounter(ctx, cs[vm])
+}
+
 // sid returns the ID of a VM's step.
 func sid(vm, step string) string { return vm + "/" + step }
 
@@ -388,7 +402,7 @@ func (r *Runner) Compile(p *plan.Plan, mode Mode) (*orchestrate.Graph, error) {
 			if st.dns && (len(vm.DNS) == 0 || v.dns() == nil) {
 				continue
 			}
-			s := orchestrate.Step{ID: sid(vm.Name, st.name), Labels: labels, Run: func(ctx context.Context) error { return st.run(v, ctx) }}
+			s := orchestrate.Step{ID: sid(vm.Name, st.name), Labels: labels, Run: func(ctx context.Context) error { return st.run(v, countRetries(ctx, vm.Name)) }}
 			for _, a := range st.after {
 				if a != runStep {
 					a = sid(vm.Name, a)

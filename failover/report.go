@@ -12,6 +12,7 @@ import (
 	"github.com/opendraas/draas"
 	"github.com/opendraas/draas/orchestrate"
 	"github.com/opendraas/draas/plan"
+	"github.com/opendraas/draas/retry"
 )
 
 // Step is one step of a VM's failover in a report.
@@ -50,7 +51,11 @@ type VMReport struct {
 	// Ready is the time from the run's start until the VM was up.
 	Ready time.Duration `json:"ready"`
 	Steps []Step        `json:"steps"`
-	Error string        `json:"error,omitempty"`
+	// Retries counts the requests of the VM's steps in this run that the
+	// clients retried (AWS throttled them or failed them transiently; see
+	// retry.Counter); a step's own repeated attempts are in its Attempts.
+	Retries int64  `json:"retries"`
+	Error   string `json:"error,omitempty"`
 }
 
 // Report is what a failover or drill did.
@@ -98,6 +103,11 @@ func (r *Runner) Run(ctx context.Context, p *plan.Plan, mode Mode) (*Report, err
 	if err != nil {
 		return nil, err
 	}
+	counters := retryCounters{}
+	for _, vm := range p.VMs {
+		counters[vm.Name] = new(retry.Counter)
+	}
+	ctx = context.WithValue(ctx, retryCountersKey{}, counters)
 	finder, _ := draas.As[Finder](r.launcher)
 	if finder != nil && mode == Failover {
 		if err := r.checkEarlier(ctx, finder, p); err != nil {
@@ -117,7 +127,7 @@ func (r *Runner) Run(ctx context.Context, p *plan.Plan, mode Mode) (*Report, err
 		Journal:       r.opts.Journal,
 		Events:        events,
 	})
-	out := r.report(p, mode, rep)
+	out := r.report(p, mode, rep, counters)
 	if finder != nil && ctx.Err() == nil && out.RunID != "" {
 		r.sweep(ctx, finder, out)
 	}
@@ -193,8 +203,8 @@ func (r *Runner) sweep(ctx context.Context, f Finder, rep *Report) {
 }
 
 // report builds the run's report from the orchestration's and the steps'
-// outputs.
-func (r *Runner) report(p *plan.Plan, mode Mode, rep orchestrate.Report) *Report {
+// outputs, and the VMs' retry counters.
+func (r *Runner) report(p *plan.Plan, mode Mode, rep orchestrate.Report, counters retryCounters) *Report {
 	out := &Report{Plan: p.Name, Mode: mode.String(), Start: rep.Start, End: rep.End,
 		CriticalPath: rep.CriticalPath, CriticalPathDuration: rep.CriticalPathDuration}
 	steps := map[string]orchestrate.StepReport{}
@@ -209,6 +219,9 @@ func (r *Runner) report(p *plan.Plan, mode Mode, rep orchestrate.Report) *Report
 	out.RunID = output(steps[runStep], runIDKey)
 	for _, vm := range p.VMs {
 		vr := VMReport{VM: vm.Name}
+		if c := counters[vm.Name]; c != nil {
+			vr.Retries = c.Load()
+		}
 		var last orchestrate.StepReport
 		var previous []draas.Record
 		for _, st := range vmSteps {

@@ -38,8 +38,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
-	awsretry "github.com/aws/aws-sdk-go-v2/aws/retry"
 	awsebs "github.com/aws/aws-sdk-go-v2/service/ebs"
 	awsec2 "github.com/aws/aws-sdk-go-v2/service/ec2"
 	awsr53 "github.com/aws/aws-sdk-go-v2/service/route53"
@@ -137,14 +135,10 @@ type Lab struct {
 	tls     bool // Options.DatastoreOverTLS
 }
 
-// fastRetryer backs off in milliseconds: the simulator throttles only when
-// told to.
-func fastRetryer() aws.Retryer {
-	return awsretry.NewStandard(func(o *awsretry.StandardOptions) {
-		o.MaxBackoff = 20 * time.Millisecond
-		o.RateLimiter = ratelimit.None
-	})
-}
+// fastRetries back off in milliseconds: the simulator throttles only when
+// told to (AWS.Throttle), and then a run retries as patiently as against
+// AWS, only faster.
+var fastRetries = account.RetryOptions{MaxBackoff: 20 * time.Millisecond}
 
 // Start builds the lab for p (which it does not modify).
 func Start(ctx context.Context, p *plan.Plan, opts Options) (*Lab, error) {
@@ -163,8 +157,8 @@ func Start(ctx context.Context, p *plan.Plan, opts Options) (*Lab, error) {
 	}
 	l := &Lab{AWS: srv, closers: []func(){srv.Close}}
 	cfg := srv.Config()
-	cfg.Retryer = fastRetryer
 	if l.Account, err = account.New(cfg, account.Options{
+		Retry:    fastRetries,
 		Launcher: ec2.Options{PollInterval: 5 * time.Millisecond},
 		DNS:      route53.Options{PollInterval: 5 * time.Millisecond},
 		Backup:   account.Backup{Endpoint: srv.S3URL},

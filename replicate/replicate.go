@@ -27,6 +27,7 @@ import (
 
 	"github.com/opendraas/draas"
 	"github.com/opendraas/draas/blockcopy"
+	"github.com/opendraas/draas/retry"
 )
 
 // Options tunes a [Replicator]. The zero value is useful.
@@ -211,6 +212,11 @@ type Result struct {
 	// RPO is the age of the recovery point of the VM's newest complete DR
 	// copy at the end of the run (0 if there is none).
 	RPO time.Duration `json:"rpo"`
+	// Retries counts the requests of the run that the clients retried
+	// (AWS throttled them or failed them transiently; see retry.Counter),
+	// the copies' included; the copies' own retried reads and writes are
+	// in their Stats.Retries.
+	Retries int64 `json:"retries"`
 	// Err is the run's error, nil on success.
 	Err error `json:"-"`
 	// Error is Err's text, for JSON.
@@ -293,6 +299,8 @@ func (r *Replicator) ReplicateVM(ctx context.Context, vm string) (res Result, er
 		return Result{VM: vm, Action: ActionFailed, Err: err, Error: err.Error()}, err
 	}
 	res = Result{VM: vm, Start: r.opts.Now()}
+	var retries retry.Counter
+	ctx = retry.WithCounter(ctx, &retries)
 	partial := false // err only says which broken points were skipped
 	defer func() {
 		res.Duration = r.opts.Now().Sub(res.Start)
@@ -303,6 +311,7 @@ func (r *Replicator) ReplicateVM(ctx context.Context, vm string) (res Result, er
 			}
 		}
 		res.RPO = r.rpo(context.WithoutCancel(ctx), vm)
+		res.Retries = retries.Load()
 		r.emit(Event{Kind: EventFinished, VM: vm, Result: &res})
 	}()
 	if !slices.ContainsFunc(r.plan.VMs, func(v draas.VM) bool { return v.Name == vm }) {

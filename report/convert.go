@@ -76,7 +76,7 @@ func FromFailover(rep *failover.Report, targets Targets) Run {
 				Attempts: s.Attempts, Error: s.Error,
 			})
 		}
-		vm.Retries = stepRetries(vm.Steps)
+		vm.Retries = stepRetries(vm.Steps) + int(v.Retries)
 		vm.Status = vmStatus(vm.Steps, v.Up)
 		if !v.PointTime.IsZero() {
 			age := rep.Start.Sub(v.PointTime)
@@ -185,6 +185,7 @@ func FromReplicate(planName string, results []replicate.Result, targets Targets)
 		vm := VM{
 			Name: res.VM, Status: StatusOK, RecoveryPoint: res.RecoveryPoint,
 			BytesMoved: res.BytesSent, BlocksMoved: res.BlocksSent, BlocksSkipped: res.BlocksSkipped,
+			Retries: int(res.Retries),
 		}
 		switch {
 		case errors.Is(res.Err, context.Canceled):

@@ -138,8 +138,9 @@ type VM struct {
 	BytesMoved    int64 `json:"bytesMoved"`
 	BlocksMoved   int64 `json:"blocksMoved"`
 	BlocksSkipped int64 `json:"blocksSkipped"`
-	// Retries counts repeated step attempts and retried disk reads and
-	// writes.
+	// Retries counts repeated step attempts, retried disk reads and
+	// writes, and the cloud requests the clients retried (AWS throttled
+	// them or failed them transiently).
 	Retries int `json:"retries"`
 	// RecoveryPoint identifies the recovery point the VM was copied or
 	// recovered from.

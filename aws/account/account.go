@@ -12,6 +12,12 @@
 // [Account.ResolvePlan] turns the subnet and security group names of a plan
 // into the IDs the launcher needs, and chooses the availability zone.
 //
+// Every client retries what AWS throttles or fails transiently for as long
+// as the request's context allows ([NewRetryer]): in a disaster, when a
+// whole region fails over at once, a run waits for AWS instead of failing.
+// The retries count in the context's retry.Counter, which the workflows
+// report.
+//
 // This package is the wiring that users who call the library against AWS
 // would otherwise copy; each adapter can still be built alone from its own
 // package.
@@ -41,12 +47,15 @@ import (
 // Options tunes an [Account]. The zero value is useful: AWS's endpoints,
 // the adapters' defaults, and the backup store in the same account.
 //
-// Endpoints and retries come from the aws.Config given to [New]:
-// BaseEndpoint points EC2, EBS and Route 53 (and S3, unless
-// Backup.Endpoint is set) at a simulator, and Retryer, when set, is the
-// retryer of every client, the EBS client's included (wrapped in the
-// account's EBS limit).
+// Endpoints come from the aws.Config given to [New]: BaseEndpoint points
+// EC2, EBS and Route 53 (and S3, unless Backup.Endpoint is set) at a
+// simulator. Every client retries with [NewRetryer] tuned by Retry, unless
+// the configuration sets a Retryer of its own (see [WithRetries]); the EBS
+// client's retryer is wrapped in the account's EBS limit.
 type Options struct {
+	// Retry tunes the retryer of every client: by default a request is
+	// retried for as long as its context allows (see [NewRetryer]).
+	Retry RetryOptions
 	// EBSConcurrency is how many EBS direct API requests copies keep in
 	// flight at once (blockcopy's Concurrency summed over parallel copies);
 	// it sizes the EBS client's connection pool. 0 means 8.
@@ -139,6 +148,7 @@ func New(cfg aws.Config, opts Options) (*Account, error) {
 			return nil, draas.Invalidf("account: Backup.Config has no region: set the bucket's region")
 		}
 	}
+	cfg, bcfg = WithRetries(cfg, opts.Retry), WithRetries(bcfg, opts.Retry)
 	if opts.Backup.RoleARN != "" {
 		bcfg.Credentials = aws.NewCredentialsCache(stscreds.NewAssumeRoleProvider(sts.NewFromConfig(bcfg), opts.Backup.RoleARN,
 			func(o *stscreds.AssumeRoleOptions) {
@@ -159,9 +169,7 @@ func New(cfg aws.Config, opts Options) (*Account, error) {
 		EC2:     awsec2.NewFromConfig(cfg),
 		Route53: awsr53.NewFromConfig(cfg),
 		EBS: ebs.NewClient(cfg, opts.EBSConcurrency, func(o *awsebs.Options) {
-			if cfg.Retryer != nil {
-				o.Retryer = cfg.Retryer()
-			}
+			o.Retryer = cfg.Retryer()
 		}, ebs.WithAdaptiveLimit(limit)),
 		S3: awss3.NewFromConfig(bcfg, func(o *awss3.Options) {
 			if opts.Backup.Endpoint != "" {

@@ -43,11 +43,17 @@ func (n Network) String() string {
 // or else the zone of the subnets n launches in, which must be one: the
 // volumes made from DR copies are made in one zone.
 //
-// Every problem is reported, each with the plan field it is about
-// ("vms[1].subnet: no subnet ..."), joined into one error; it wraps
+// Every problem of the plan is reported, each with the plan field it is
+// about ("vms[1].subnet: no subnet ..."), joined into one error; it wraps
 // draas.ErrNotFound for what does not exist, draas.ErrConflict for an
-// ambiguous name, draas.ErrInvalid for a plan that cannot be resolved, and
-// the EC2 error when a lookup failed.
+// ambiguous name and draas.ErrInvalid for a plan that cannot be resolved.
+//
+// A lookup that failed is not a problem of the plan: when one did (AWS
+// still throttled it when ctx's deadline came, the network failed, a
+// permission is missing), the error is only the failed lookups', each with
+// its field, wrapping the EC2 error and its draas kind (draas.ErrThrottled,
+// draas.ErrTransient, ...) and none of the three above, so that a caller
+// never blames the plan for it. [IsPlanError] tells the two apart.
 func (a *Account) ResolvePlan(ctx context.Context, p *plan.Plan, n Network) (*plan.Plan, error) {
 	return resolvePlan(ctx, a.Resolver, p, n)
 }
@@ -56,14 +62,23 @@ func resolvePlan(ctx context.Context, r *ec2.Resolver, p *plan.Plan, n Network) 
 	cp := *p
 	cp.VMs = slices.Clone(p.VMs)
 	subnets := map[string]ec2.Subnet{}
-	var errs []error
+	// errs are the plan's problems, failed the lookups that failed.
+	var errs, failed []error
+	report := func(field string, err error) {
+		err = fmt.Errorf("%s: %w", field, err)
+		if IsPlanError(err) {
+			errs = append(errs, err)
+		} else {
+			failed = append(failed, err)
+		}
+	}
 	subnet := func(field, ref string) (ec2.Subnet, bool) {
 		if s, ok := subnets[ref]; ok {
 			return s, true
 		}
 		s, err := r.Subnet(ctx, ref)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", field, err))
+			report(field, err)
 			return s, false
 		}
 		subnets[ref] = s
@@ -74,7 +89,7 @@ func resolvePlan(ctx context.Context, r *ec2.Resolver, p *plan.Plan, n Network) 
 		for i, ref := range refs {
 			id, err := r.SecurityGroup(ctx, vpc, ref)
 			if err != nil {
-				errs = append(errs, fmt.Errorf("%s[%d]: %w", field, i, err))
+				report(fmt.Sprintf("%s[%d]", field, i), err)
 				continue
 			}
 			ids = append(ids, id)
@@ -111,6 +126,9 @@ func resolvePlan(ctx context.Context, r *ec2.Resolver, p *plan.Plan, n Network) 
 			zones[s.AvailabilityZone] = true
 		}
 	}
+	if err := errors.Join(failed...); err != nil {
+		return nil, err
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -124,4 +142,18 @@ func resolvePlan(ctx context.Context, r *ec2.Resolver, p *plan.Plan, n Network) 
 		}
 	}
 	return &cp, nil
+}
+
+// IsPlanError reports whether err, from [Account.ResolvePlan], is a
+// problem of the plan (a subnet or security group that does not exist or
+// whose name is ambiguous, a plan that cannot be resolved): the user fixes
+// the plan. Otherwise a lookup failed (draas.ErrThrottled when AWS still
+// throttled it at the context's deadline): the plan may be right, and the
+// same run may succeed later.
+func IsPlanError(err error) bool {
+	if err == nil || errors.Is(err, draas.ErrThrottled) || errors.Is(err, draas.ErrTransient) ||
+		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	return errors.Is(err, draas.ErrNotFound) || errors.Is(err, draas.ErrConflict) || errors.Is(err, draas.ErrInvalid)
 }

@@ -189,3 +189,56 @@ func TestLauncherForMakesVolumesInThePlansZone(t *testing.T) {
 	_, err = n.a.Launcher.CreateVolume(ctx, draas.VolumeRequest{SnapshotID: snap})
 	assert.ErrorIs(t, err, draas.ErrInvalid, "the account's own launcher knows no zone")
 }
+
+// Throttling is not a problem of the plan: under heavy throttling the plan
+// resolves as without it, and a lookup AWS still throttles at the
+// context's deadline fails as throttled, never as a missing or invalid
+// subnet or group.
+func TestResolvePlanUnderThrottling(t *testing.T) {
+	n := newNetwork(t)
+	p := parse(t, shop)
+	want, err := n.a.ResolvePlan(context.Background(), p, account.Production)
+	require.NoError(t, err)
+	assert.False(t, account.IsPlanError(nil))
+
+	a, err := account.New(n.srv.Config(), account.Options{Retry: account.RetryOptions{MaxBackoff: 5 * time.Millisecond}})
+	require.NoError(t, err)
+	n.srv.Throttle("*", 0.5)
+	got, err := a.ResolvePlan(context.Background(), p, account.Production)
+	require.NoError(t, err, "50 % of the lookups throttled")
+	assert.Equal(t, want, got)
+
+	n.srv.ClearFaults()
+	n.srv.Throttle("DescribeSecurityGroups", 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	_, err = a.ResolvePlan(ctx, p, account.Production)
+	require.Error(t, err)
+	assert.False(t, account.IsPlanError(err), "%v", err)
+	assert.ErrorIs(t, err, draas.ErrThrottled)
+	for _, plan := range []error{draas.ErrNotFound, draas.ErrConflict, draas.ErrInvalid} {
+		assert.NotErrorIs(t, err, plan)
+	}
+	assert.ErrorContains(t, err, "vms[0].securityGroups[0]: ")
+	assert.ErrorContains(t, err, "RequestLimitExceeded")
+
+	// A missing subnet and a throttled lookup: the lookup's error alone,
+	// since the throttled group may be missing too or not.
+	n.srv.ClearFaults()
+	n.srv.Throttle("DescribeSecurityGroups", 1)
+	ctx, cancel = context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	_, err = a.ResolvePlan(ctx, parse(t, `name: shop
+defaults: {instanceType: m5.large, subnet: app, securityGroups: [web]}
+vms: [{name: db, subnet: nosuch}, {name: web}]
+`), account.Production)
+	assert.False(t, account.IsPlanError(err), "%v", err)
+	assert.NotContains(t, err.Error(), "nosuch")
+
+	n.srv.ClearFaults()
+	_, err = a.ResolvePlan(context.Background(), parse(t, `name: shop
+defaults: {instanceType: m5.large, subnet: nosuch}
+vms: [{name: db}]
+`), account.Production)
+	assert.True(t, account.IsPlanError(err), "%v", err)
+}

@@ -44,7 +44,11 @@ type Subnet struct {
 // Subnet returns the subnet ref names: ref is looked up as a subnet ID, then
 // as the value of a Name tag. The error wraps [draas.ErrNotFound] when no
 // subnet matches, and [draas.ErrConflict] when several subnets have that
-// name (name it by its ID then).
+// name (name it by its ID then). When a lookup itself fails, the error is a
+// *draas.OpError of the EC2 call, whose kind says why: draas.ErrThrottled
+// when AWS still throttled it (the client's retryer gave up, at the
+// context's deadline with aws/account's), never ErrNotFound: the name may
+// well exist.
 func (r *Resolver) Subnet(ctx context.Context, ref string) (Subnet, error) {
 	if ref == "" {
 		return Subnet{}, draas.Invalidf("ec2: an empty subnet name")

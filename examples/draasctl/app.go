@@ -331,6 +331,9 @@ func printSummary(w io.Writer, run report.Run, interrupted bool) {
 	}
 	judged("RTO", v.RTO, run.Targets.RTO, run.Achieved.RTO)
 	judged("RPO", v.RPO, run.Targets.RPO, run.Achieved.RPO)
+	if t.Retries > 0 {
+		fmt.Fprintf(w, "  retries: %d (AWS requests throttled or failed and retried, repeated steps, retried disk reads and writes)\n", t.Retries)
+	}
 	if run.Cleanup != nil {
 		fmt.Fprintf(w, "  clean-up: %s (%d removed, %d remaining, verified %t)\n", v.Cleanup,
 			len(run.Cleanup.Removed), len(run.Cleanup.Remaining), run.Cleanup.Verified)

@@ -54,6 +54,11 @@ func exitCode(ctx context.Context, err error) int {
 	if ee, ok := errors.AsType[*exitError](err); ok {
 		return ee.code
 	}
+	// A request AWS still throttled (or failed) when the run gave up is
+	// never the command line's fault, whatever else the error wraps.
+	if errors.Is(err, draas.ErrThrottled) || errors.Is(err, draas.ErrTransient) {
+		return exitFailed
+	}
 	if errors.Is(err, draas.ErrInvalid) {
 		return exitUsage
 	}
@@ -82,6 +87,8 @@ type globals struct {
 	imageID          string
 	poll             time.Duration
 	health           string
+	// maxBackoff caps the wait between retries of an AWS request.
+	maxBackoff time.Duration
 
 	// vSphere, for backup and failback.
 	vcenter     string
@@ -112,6 +119,7 @@ func (g *globals) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.backupExternalID, "backup-external-id", "", "external ID the --backup-role's trust policy asks for")
 	fs.StringVar(&g.imageID, "image-id", "", "AMI instances boot from before their root volume is swapped for the DR copy (default: the plan's aws.imageId)")
 	fs.DurationVar(&g.poll, "poll", 0, "time between state polls of volumes, instances, DNS and health checks (default: 2s for AWS calls, 5s for health)")
+	fs.DurationVar(&g.maxBackoff, "max-backoff", 0, "longest wait between two attempts of a throttled or failed AWS request, which is retried until the command is interrupted (default 20s)")
 	fs.StringVar(&g.health, "health", "all", "health checks: all (EC2 status, and TCP and HTTP from this machine), or ec2 (EC2 status checks only, when this machine cannot reach the VPC)")
 
 	fs.StringVar(&g.vcenter, "vcenter", "", "`URL` of the vCenter backup reads from and failback writes to (https://vcenter.example.com)")
@@ -136,8 +144,8 @@ func (g *globals) check() error {
 	if g.health != "all" && g.health != "ec2" {
 		return usagef("--health %q: use all or ec2", g.health)
 	}
-	if g.poll < 0 || g.diskMiB <= 0 {
-		return usagef("--poll must not be negative and --disk-mib must be positive")
+	if g.poll < 0 || g.maxBackoff < 0 || g.diskMiB <= 0 {
+		return usagef("--poll and --max-backoff must not be negative and --disk-mib must be positive")
 	}
 	if g.simulate && (g.endpoint != "" || g.s3Endpoint != "" || g.vcenter != "" || g.backupRole != "") {
 		return usagef("--simulate runs its own simulators: drop --endpoint, --s3-endpoint, --backup-role and --vcenter, or drop --simulate")

@@ -94,6 +94,7 @@ func (a *app) openCloud(ctx context.Context, p *plan.Plan, planPath string, n ne
 		return nil, err
 	}
 	acct, err := account.New(cfg, account.Options{
+		Retry:    a.retryOptions(),
 		Launcher: ec2.Options{PollInterval: a.g.poll},
 		DNS:      route53.Options{PollInterval: a.g.poll},
 		Backup:   account.Backup{Endpoint: a.g.s3Endpoint, RoleARN: a.g.backupRole, ExternalID: a.g.backupExternalID},
@@ -129,12 +130,23 @@ func (a *app) openCloud(ctx context.Context, p *plan.Plan, planPath string, n ne
 			network = account.Drill
 		}
 		if c.plan, err = acct.ResolvePlan(ctx, p, network); err != nil {
-			return nil, usagef("%s: %w", planPath, err)
+			return nil, resolveError(planPath, err)
 		}
 		c.plan.AWS.ImageID = image
 		c.launcher = acct.LauncherFor(c.plan)
 	}
 	return c, nil
+}
+
+// resolveError gives a failed plan resolution its exit code: 2 (usage) for
+// a problem of the plan, which names the file; 1 (failed) for a lookup
+// that failed, such as one AWS still throttled: the plan is not to blame,
+// and the same command may succeed later.
+func resolveError(planPath string, err error) error {
+	if account.IsPlanError(err) {
+		return usagef("%s: %w", planPath, err)
+	}
+	return failed(fmt.Errorf("%s: resolve the plan's network: %w", planPath, err))
 }
 
 // awsConfig loads the SDK's configuration (environment, ~/.aws files, SSO,
@@ -158,7 +170,14 @@ func (a *app) awsConfig(ctx context.Context, region string) (aws.Config, error) 
 	if a.metrics != nil {
 		cfg.APIOptions = append(cfg.APIOptions, a.metrics.AWSAPIOption())
 	}
-	return cfg, nil
+	// Every client, the seed command's too, retries throttled and failed
+	// requests until the command is interrupted.
+	return account.WithRetries(cfg, a.retryOptions()), nil
+}
+
+// retryOptions tunes the retryer of every AWS client (--max-backoff).
+func (a *app) retryOptions() account.RetryOptions {
+	return account.RetryOptions{MaxBackoff: a.g.maxBackoff}
 }
 
 // backups is the backup store as replication reads it, or a stand-in that

@@ -29,6 +29,7 @@ import (
 	vcsim "github.com/vmware/govmomi/simulator"
 
 	"github.com/opendraas/draas"
+	awssimsrv "github.com/opendraas/draas/awssim"
 	"github.com/opendraas/draas/lab"
 	"github.com/opendraas/draas/orchestrate"
 	"github.com/opendraas/draas/plan"
@@ -609,6 +610,7 @@ func TestExitCode(t *testing.T) {
 		{live, failed(draas.Invalidf("a step's bad input")), exitFailed},
 		{live, missed(errors.New("slow")), exitMissed},
 		{live, usagef("flag"), exitUsage},
+		{live, errors.Join(draas.Invalidf("bad"), &draas.OpError{Op: "DescribeSubnets", Kind: draas.ErrThrottled, Err: errors.New("RequestLimitExceeded")}), exitFailed},
 		{stopped, errors.New("cancelled"), exitInterrupted},
 		{stopped, nil, exitOK},
 	} {
@@ -726,6 +728,61 @@ func TestBackupFromVCenter(t *testing.T) {
 	r = ctl(t, creds, args("--vcenter", l.VCenter.URL, "--thumbprint", strings.Repeat("AB:", 31)+"AB", "backup", threeTier, "--vm", "db")...)
 	assert.Equal(t, exitFailed, r.code, r)
 	assert.Contains(t, r.stderr, "vCenter "+l.VCenter.URL)
+}
+
+// TestResolveErrorExitCode: a plan naming what the account does not have
+// is a usage error (exit 2) naming the plan file; a lookup AWS still
+// throttled is a failed run (exit 1), whose message does not blame the
+// plan.
+func TestResolveErrorExitCode(t *testing.T) {
+	ctx := context.Background()
+	notFound := fmt.Errorf("defaults.securityGroups[0]: %w: no security group \"web\"", draas.ErrNotFound)
+	err := resolveError("shop.yaml", notFound)
+	assert.Equal(t, exitUsage, exitCode(ctx, err))
+	assert.ErrorContains(t, err, "shop.yaml: defaults.securityGroups[0]")
+
+	throttled := fmt.Errorf("defaults.securityGroups[0]: %w", &draas.OpError{Op: "DescribeSecurityGroups", Resource: `look up security group "web"`,
+		Kind: draas.ErrThrottled, Err: errors.New("api error RequestLimitExceeded: Request limit exceeded.")})
+	err = resolveError("shop.yaml", throttled)
+	assert.Equal(t, exitFailed, exitCode(ctx, err), "%v", err)
+	assert.ErrorIs(t, err, draas.ErrThrottled)
+	assert.ErrorContains(t, err, "resolve the plan's network")
+}
+
+// TestThrottledAccount runs the AWS path against a simulator that throttles
+// half of the calls to every API: status, replication and a failover
+// complete as without throttling (exit 0, where the SDK's three attempts
+// made status exit 1 and the failover exit 2 blaming the plan), and the
+// summaries count the retries.
+func TestThrottledAccount(t *testing.T) {
+	srv, err := awssimsrv.New(awssimsrv.Options{})
+	require.NoError(t, err)
+	defer srv.Close()
+	state := t.TempDir()
+	global := []string{"--endpoint", srv.URL, "--s3-endpoint", srv.S3URL, "--bucket", "draas-backups", "--prefix", "test", "--disk-mib", "4",
+		"--state", state, "--poll", "10ms", "--health", "ec2", "--image-id", srv.DefaultImageID(), "--max-backoff", "20ms"}
+	args := func(more ...string) []string { return append(append([]string{}, global...), more...) }
+	r := ctl(t, nil, args("seed", threeTier)...)
+	require.Equal(t, exitOK, r.code, r)
+
+	srv.Throttle("*", 0.5)
+	r = ctl(t, nil, args("replicate", threeTier)...)
+	require.Equal(t, exitOK, r.code, r)
+	assert.Regexp(t, `(?m)^  retries: [1-9]\d* `, r.stdout+r.stderr)
+
+	r = ctl(t, nil, args("status", threeTier)...)
+	require.Equal(t, exitOK, r.code, r)
+	assert.Regexp(t, `(?m)^web\s+\S+\s+\d+s\s+30m0s\s+1\s+0\s+OK$`, r.stdout)
+
+	r = ctl(t, nil, args("failover", threeTier)...)
+	require.Equal(t, exitOK, r.code, r)
+	assert.Regexp(t, `(?m)^  retries: [1-9]\d* `, r.stdout+r.stderr)
+	run := readReport(t, lastReport(t, r.stdout+r.stderr))
+	assert.Positive(t, run.Totals().Retries)
+	for _, vm := range run.VMs {
+		assert.Equal(t, report.StatusOK, vm.Status, vm.Name)
+	}
+	assert.Positive(t, srv.Calls("DescribeSecurityGroups"))
 }
 
 // TestStatusSaysCopyPendingOrFailed: a VM within its RPO whose newer copy
