@@ -107,10 +107,11 @@ func (s *Server) volumeRange(id string, off int64, n int) (*volume, error) {
 	return v, nil
 }
 
-// WriteVolume writes p at byte offset off of volume id, as a guest writing
-// to its disk would. Writes are copy on write: snapshots taken before keep
-// the old bytes. The range must lie inside the volume.
-func (s *Server) WriteVolume(id string, off int64, p []byte) error {
+// eachVolumeBlock checks that [off, off+len(p)) lies inside volume id and,
+// with s.mu held, calls file for a volume backed by a file, or else block for
+// each block the range spans: the block's index, where the range starts
+// inside it, and the part of p it covers.
+func (s *Server) eachVolumeBlock(id string, off int64, p []byte, file func(*volume, []byte, int64) error, block func(v *volume, idx int64, in int, part []byte)) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	v, err := s.volumeRange(id, off, len(p))
@@ -118,45 +119,41 @@ func (s *Server) WriteVolume(id string, off int64, p []byte) error {
 		return err
 	}
 	if v.file != nil {
-		return writeVolumeAt(v, p, off)
+		return file(v, p, off)
 	}
 	for len(p) > 0 {
 		idx, in := off/BlockSize, int(off%BlockSize)
 		n := min(len(p), BlockSize-in)
-		buf := make([]byte, BlockSize)
-		if old := v.blocks[idx]; old != nil {
-			copy(buf, old.data)
-		}
-		copy(buf[in:], p[:n])
-		v.blocks[idx] = newBlock(buf)
+		block(v, idx, in, p[:n])
 		p, off = p[n:], off+int64(n)
 	}
 	return nil
 }
 
+// WriteVolume writes p at byte offset off of volume id, as a guest writing
+// to its disk would. Writes are copy on write: snapshots taken before keep
+// the old bytes. The range must lie inside the volume.
+func (s *Server) WriteVolume(id string, off int64, p []byte) error {
+	return s.eachVolumeBlock(id, off, p, writeVolumeAt, func(v *volume, idx int64, in int, part []byte) {
+		buf := make([]byte, BlockSize)
+		if old := v.blocks[idx]; old != nil {
+			copy(buf, old.data)
+		}
+		copy(buf[in:], part)
+		v.blocks[idx] = newBlock(buf)
+	})
+}
+
 // ReadVolume reads len(p) bytes at byte offset off of volume id into p.
 // Never-written blocks read as zeros. The range must lie inside the volume.
 func (s *Server) ReadVolume(id string, off int64, p []byte) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	v, err := s.volumeRange(id, off, len(p))
-	if err != nil {
-		return err
-	}
-	if v.file != nil {
-		return readVolumeAt(v, p, off)
-	}
-	for len(p) > 0 {
-		idx, in := off/BlockSize, int(off%BlockSize)
-		n := min(len(p), BlockSize-in)
+	return s.eachVolumeBlock(id, off, p, readVolumeAt, func(v *volume, idx int64, in int, part []byte) {
 		if b := v.blocks[idx]; b != nil {
-			copy(p[:n], b.data[in:])
+			copy(part, b.data[in:])
 		} else {
-			clear(p[:n])
+			clear(part)
 		}
-		p, off = p[n:], off+int64(n)
-	}
-	return nil
+	})
 }
 
 // VolumeBytes returns volume id's content from the start up to the end of

@@ -43,6 +43,9 @@ type QEMUOptions struct {
 	// (see [Server.ForwardedAddr] and [Server.DialInstance]); nil means
 	// 22, 80 and 443. A plan's health checks need their ports here.
 	Ports []int
+	// Log, if set, receives a line when a virtual machine starts (with its
+	// forwarded ports) or stops.
+	Log io.Writer
 }
 
 // resolve fills in the defaults and finds the emulator.
@@ -164,6 +167,14 @@ func (s *Server) startVM(in *instance) {
 		return
 	}
 	in.vm = vm
+	if w := s.opts.QEMU.Log; w != nil {
+		var ports []string
+		for _, f := range m.Forwards {
+			ports = append(ports, fmt.Sprintf("%d at 127.0.0.1:%d", f.GuestPort, f.HostPort))
+		}
+		fmt.Fprintf(w, "awssim: %s: QEMU started (pid %d, %d vCPU, %d MiB, root %s); guest ports %s\n",
+			in.id, cmd.Process.Pid, m.VCPUs, m.MemoryMiB, filepath.Base(m.Disks[0].Path), strings.Join(ports, ", "))
+	}
 	go s.reapVM(in, vm)
 }
 
@@ -181,6 +192,9 @@ func (s *Server) reapVM(in *instance, vm *qemuVM) {
 	in.vm = nil
 	if in.state != "pending" && in.state != "running" {
 		return
+	}
+	if w := s.opts.QEMU.Log; w != nil {
+		fmt.Fprintf(w, "awssim: %s: QEMU exited (%v) %s\n", in.id, vm.cmd.ProcessState, strings.TrimSpace(vm.stderr.String()))
 	}
 	if err != nil {
 		s.vmFailed(in, fmt.Errorf("QEMU exited: %w: %s", err, strings.TrimSpace(vm.stderr.String())))
@@ -205,6 +219,9 @@ func (s *Server) stopVM(in *instance) {
 		return
 	}
 	in.vm = nil
+	if w := s.opts.QEMU.Log; w != nil {
+		fmt.Fprintf(w, "awssim: %s: QEMU killed (%s)\n", in.id, in.state)
+	}
 	_ = vm.cmd.Process.Signal(syscall.SIGKILL)
 	select {
 	case <-vm.done:

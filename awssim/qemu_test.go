@@ -1,3 +1,5 @@
+//go:build unix
+
 package awssim_test
 
 import (
@@ -21,6 +23,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/opendraas/draas/awssim"
+	oracles "github.com/opendraas/draas/internal/oracle"
 )
 
 // fakeQEMU is a stand-in emulator: it writes its command line and process
@@ -200,14 +203,19 @@ func TestQEMUInstanceLifecycle(t *testing.T) {
 }
 
 func TestQEMUKilledOnClose(t *testing.T) {
-	srv, c := newQEMUSim(t, awssim.QEMUOptions{})
+	var log oracles.Buffer
+	srv, c := newQEMUSim(t, awssim.QEMUOptions{Log: &log})
 	img := bootableImage(t, srv, c)
 	id := aws.ToString(runOne(t, c, &ec2.RunInstancesInput{ImageId: &img, InstanceType: types.InstanceTypeT3Micro}).InstanceId)
 	p := pids(t, waitConsole(t, c, id, "Linux version", 1))
 	require.Len(t, p, 1)
-	require.Contains(t, srv.ForwardedAddr(id, 22), "127.0.0.1:")
+	addr := srv.ForwardedAddr(id, 22)
+	require.Contains(t, addr, "127.0.0.1:")
+	require.Contains(t, log.String(), id+": QEMU started (pid "+strconv.Itoa(p[0])+", 1 vCPU, 1024 MiB")
+	require.Contains(t, log.String(), "22 at "+addr)
 	srv.Close()
 	require.False(t, alive(p[0]), "QEMU survived Close")
+	require.Contains(t, log.String(), id+": QEMU killed")
 }
 
 func TestQEMUGuestShutdown(t *testing.T) {

@@ -36,3 +36,25 @@ func TestCopyUnderEnforcedRateLimitsNeverFails(t *testing.T) {
 		st.BlocksCopied, srv.EBSThrottled("PutSnapshotBlock"), srv.EBSThrottled("GetSnapshotBlock"), st.Retries, st.Duration)
 	assert.Positive(t, srv.EBSThrottled("PutSnapshotBlock"), "the quota was reached")
 }
+
+// TestAdaptiveLimitPerAPI: throttling of one API slows that API only, and
+// the list operations are capped at their own, lower quota.
+func TestAdaptiveLimitPerAPI(t *testing.T) {
+	ctx := context.Background()
+	limit := ebs.NewAdaptiveLimit(50, 1000)
+	assert.Equal(t, 50.0, limit.RateOf("ListChangedBlocks"))
+	assert.Equal(t, 1000.0, limit.Rate())
+	srv, client := newSim(t, ebs.WithAdaptiveLimit(limit))
+
+	sink, err := ebs.NewSink(ctx, client, 1<<30, ebs.SinkOptions{})
+	require.NoError(t, err)
+	srv.ThrottleNth("PutSnapshotBlock", 1)
+	srv.ThrottleNth("PutSnapshotBlock", 2)
+	src := disk(5, 0.01)
+	_, err = blockcopy.Copy(ctx, sink, src, blockcopy.Options{Retry: fast})
+	require.NoError(t, err)
+	assert.Equal(t, int64(2), limit.Throttled())
+	assert.Less(t, limit.RateOf("PutSnapshotBlock"), 1000.0, "the throttled API slowed down")
+	assert.Equal(t, 1000.0, limit.RateOf("GetSnapshotBlock"), "the other APIs did not")
+	assert.Equal(t, 1000.0, limit.RateOf("StartSnapshot"))
+}

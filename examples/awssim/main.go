@@ -50,8 +50,9 @@
 // boot the instance's root volume in a QEMU virtual machine (TCG unless
 // --qemu-accel kvm; package qemu-system-x86), its volumes as NVMe disks;
 // Stop and Terminate kill it; aws ec2 get-console-output shows its serial
-// console. The guest ports of --qemu-ports are forwarded from 127.0.0.1
-// (awssim.Server.ForwardedAddr says where).
+// console. The guest ports of --qemu-ports are forwarded from 127.0.0.1: a
+// line on the output says where when a VM starts (in Go,
+// awssim.Server.ForwardedAddr).
 //
 // Bad flags exit with code 2.
 package main
@@ -203,7 +204,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 	opts := awssim.Options{Addr: *addr, Region: *region, Buckets: buckets, VolumeDir: *volumeDir}
 	if *useQEMU {
-		q := &awssim.QEMUOptions{Accel: *qemuAccel, Ports: []int{}}
+		q := &awssim.QEMUOptions{Accel: *qemuAccel, Ports: []int{}, Log: stdout}
 		for _, f := range strings.Split(*qemuPorts, ",") {
 			if f = strings.TrimSpace(f); f == "" {
 				continue

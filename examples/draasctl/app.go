@@ -125,6 +125,14 @@ func (a *app) replicateEvents(progress func(replicate.Event)) func(replicate.Eve
 
 // loadPlan reads and validates a plan file; its errors name the file,
 // line and field.
+// planArg loads the plan named by a command's one argument, PLAN.
+func planArg(args []string) (*plan.Plan, error) {
+	if err := needArgs(args, "PLAN"); err != nil {
+		return nil, err
+	}
+	return loadPlan(args[0])
+}
+
 func loadPlan(path string) (*plan.Plan, error) {
 	p, err := plan.Load(path)
 	if errors.Is(err, fs.ErrNotExist) {

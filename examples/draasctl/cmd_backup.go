@@ -33,10 +33,7 @@ func backupCmd(fs *flag.FlagSet) action {
 	var only names
 	fs.Var(&only, "vm", "back up only the VM `NAME` of the plan (repeatable; default every VM)")
 	return func(ctx context.Context, a *app, args []string) error {
-		if err := needArgs(args, "PLAN"); err != nil {
-			return err
-		}
-		p, err := loadPlan(args[0])
+		p, err := planArg(args)
 		if err != nil {
 			return err
 		}

@@ -20,10 +20,7 @@ import (
 // failoverCmd fails the plan over.
 func failoverCmd(fs *flag.FlagSet) action {
 	return func(ctx context.Context, a *app, args []string) error {
-		if err := needArgs(args, "PLAN"); err != nil {
-			return err
-		}
-		p, err := loadPlan(args[0])
+		p, err := planArg(args)
 		if err != nil {
 			return err
 		}
@@ -110,10 +107,7 @@ func drillCmd(fs *flag.FlagSet) action {
 			}
 			return a.cleanupEarlierDrill(ctx, *from, args)
 		}
-		if err := needArgs(args, "PLAN"); err != nil {
-			return err
-		}
-		p, err := loadPlan(args[0])
+		p, err := planArg(args)
 		if err != nil {
 			return err
 		}

@@ -20,10 +20,7 @@ import (
 // validateCmd checks a plan file.
 func validateCmd(fs *flag.FlagSet) action {
 	return func(ctx context.Context, a *app, args []string) error {
-		if err := needArgs(args, "PLAN"); err != nil {
-			return err
-		}
-		p, err := loadPlan(args[0])
+		p, err := planArg(args)
 		if err != nil {
 			return err
 		}

@@ -41,10 +41,7 @@ func (a *app) replicator(c *cloud, progress func(replicate.Event)) (*replicate.R
 func replicateCmd(fs *flag.FlagSet) action {
 	watch := fs.Bool("watch", false, "replicate on the plan's schedule (replication.interval) until Ctrl-C, writing a report after each round")
 	return func(ctx context.Context, a *app, args []string) error {
-		if err := needArgs(args, "PLAN"); err != nil {
-			return err
-		}
-		p, err := loadPlan(args[0])
+		p, err := planArg(args)
 		if err != nil {
 			return err
 		}
@@ -140,10 +137,7 @@ func (a *app) observeStatus(ctx context.Context, r *replicate.Replicator) {
 // statusCmd prints each VM's DR copy age against its RPO target.
 func statusCmd(fs *flag.FlagSet) action {
 	return func(ctx context.Context, a *app, args []string) error {
-		if err := needArgs(args, "PLAN"); err != nil {
-			return err
-		}
-		p, err := loadPlan(args[0])
+		p, err := planArg(args)
 		if err != nil {
 			return err
 		}
