@@ -3,10 +3,14 @@ package ebs_test
 import (
 	"context"
 	"testing"
+	"time"
+
+	awsebs "github.com/aws/aws-sdk-go-v2/service/ebs"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/opendraas/draas/aws/account"
 	"github.com/opendraas/draas/aws/ebs"
 	"github.com/opendraas/draas/awssim"
 	"github.com/opendraas/draas/blockcopy"
@@ -19,7 +23,12 @@ import (
 // the copy succeeds.
 func TestCopyUnderEnforcedRateLimitsNeverFails(t *testing.T) {
 	ctx := context.Background()
-	srv, client := newSim(t)
+	// The client retries as aws/account builds it: until the context ends,
+	// not 5 attempts. With 32 copies sharing 100 requests per second, a
+	// request may be throttled many times in a row on a loaded machine.
+	srv, client := newSim(t, func(o *awsebs.Options) {
+		o.Retryer = account.NewRetryer(account.RetryOptions{MaxBackoff: 20 * time.Millisecond})
+	}, ebs.WithAdaptiveLimit(ebs.NewAdaptiveLimit(50, 1000)))
 	limits := awssim.AWSEBSRateLimits()
 	limits.PerSnapshot["PutSnapshotBlock"] = 100
 	limits.PerSnapshot["GetSnapshotBlock"] = 100
