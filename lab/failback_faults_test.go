@@ -13,12 +13,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/opendraas/draas/backup"
 	"github.com/opendraas/draas/failback"
 	"github.com/opendraas/draas/failover"
 	"github.com/opendraas/draas/lab"
 	"github.com/opendraas/draas/orchestrate"
-	"github.com/opendraas/draas/plan"
 	"github.com/opendraas/draas/replicate"
 )
 
@@ -44,17 +42,7 @@ type failedOver struct {
 func failOver(t *testing.T) *failedOver {
 	t.Helper()
 	ctx := context.Background()
-	p, err := plan.Load("../examples/plans/three-tier.yaml")
-	require.NoError(t, err)
-	l, err := lab.Start(ctx, p, lab.Options{DiskMiB: 2, SiteRecords: true})
-	require.NoError(t, err)
-	t.Cleanup(l.Close)
-	b, err := backup.New(l.Snapshotter(), l.Store, backup.Options{})
-	require.NoError(t, err)
-	for _, vm := range l.Plan.VMs {
-		_, err := b.Run(ctx, vm.Name)
-		require.NoError(t, err)
-	}
+	l := backedUp(t, lab.Options{DiskMiB: 2, SiteRecords: true})
 	r, err := l.Replicator(replicate.Options{})
 	require.NoError(t, err)
 	_, err = r.ReplicateAll(ctx)

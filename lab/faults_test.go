@@ -41,17 +41,7 @@ type retries struct{ replicate, drill, failover int }
 func runWorkflows(t *testing.T, fraction float64) (outcome, retries) {
 	t.Helper()
 	ctx := context.Background()
-	p, err := plan.Load("../examples/plans/three-tier.yaml")
-	require.NoError(t, err)
-	l, err := lab.Start(ctx, p, lab.Options{DiskMiB: 4})
-	require.NoError(t, err)
-	defer l.Close()
-	b, err := backup.New(l.Snapshotter(), l.Store, backup.Options{})
-	require.NoError(t, err)
-	for _, vm := range l.Plan.VMs {
-		_, err := b.Run(ctx, vm.Name)
-		require.NoError(t, err)
-	}
+	l := backedUp(t, lab.Options{DiskMiB: 4})
 
 	l.AWS.Throttle("*", fraction)
 	out := outcome{Replicated: map[string]replicate.Action{}, Copies: map[string][]string{},

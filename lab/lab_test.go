@@ -24,18 +24,7 @@ import (
 // checks every disk byte for byte.
 func TestWholeCycle(t *testing.T) {
 	ctx := context.Background()
-	p, err := plan.Load("../examples/plans/three-tier.yaml")
-	require.NoError(t, err)
-	l, err := lab.Start(ctx, p, lab.Options{DiskMiB: 16})
-	require.NoError(t, err)
-	defer l.Close()
-
-	b, err := backup.New(l.Snapshotter(), l.Store, backup.Options{})
-	require.NoError(t, err)
-	for _, vm := range l.Plan.VMs {
-		_, err := b.Run(ctx, vm.Name)
-		require.NoError(t, err)
-	}
+	l := backedUp(t, lab.Options{DiskMiB: 16})
 	r, err := l.Replicator(replicate.Options{})
 	require.NoError(t, err)
 	_, err = r.ReplicateAll(ctx)
